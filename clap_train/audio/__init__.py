@@ -1,0 +1,1 @@
+"""Audio front-end, augmentation, encoders and temporal pooling."""

@@ -1,0 +1,1 @@
+"""Checkpoint formats: our own (Lightning .ckpt), and later LAION .pt and Hugging Face ClapModel."""

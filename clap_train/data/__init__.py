@@ -1,0 +1,1 @@
+"""Shards -> samples -> batches. Knows nothing of models."""

@@ -1,0 +1,37 @@
+"""Collating decoded samples into dict batches keyed by modality."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+import torch
+
+Tokenize = Callable[[list[str]], dict]
+
+
+def collate_train(samples: list[dict], tokenize: Tokenize) -> dict:
+    return {
+        "audio": torch.from_numpy(np.stack([s["audio"] for s in samples])),
+        "audio_len": torch.tensor([s["audio_len"] for s in samples], dtype=torch.long),
+        "longer": torch.tensor([s["longer"] for s in samples], dtype=torch.bool),
+        "text": tokenize([s["caption"] for s in samples]),
+        "key": [s["key"] for s in samples],
+        "source": [s["source"] for s in samples],
+    }
+
+
+def collate_eval(samples: list[dict], tokenize: Tokenize) -> dict:
+    """Every caption of every clip; `caption_owner[j]` is the clip (row) caption j describes."""
+    caps = [c for s in samples for c in s["captions"]]
+    owner = [i for i, s in enumerate(samples) for _ in s["captions"]]
+    return {
+        "audio": torch.from_numpy(np.stack([s["audio"] for s in samples])),
+        "audio_len": torch.tensor([s["audio_len"] for s in samples], dtype=torch.long),
+        "longer": torch.tensor([s["longer"] for s in samples], dtype=torch.bool),
+        "text": tokenize(caps),
+        "caption_owner": torch.tensor(owner, dtype=torch.long),
+        "key": [s["key"] for s in samples],
+        "tags": [s["tags"] for s in samples],
+        "source": [s["source"] for s in samples],
+    }

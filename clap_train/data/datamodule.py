@@ -1,0 +1,209 @@
+"""The LightningDataModule: sources -> mixture -> per-rank batches, with an exact-resume position.
+
+`batch_size` is global (negatives per optimiser step): each rank's loader yields batches of
+`batch_size / world_size`; the training module may split those further into micro-batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from typing import Any, Mapping
+
+import lightning as L
+from torch.utils.data import DataLoader
+
+from clap_train.data.collate import Tokenize
+from clap_train.data.datasets import EvalStream, TrainStream, worker_init
+from clap_train.data.decode import AudioSpec
+from clap_train.data.shards import expand_shards, read_sizes
+from clap_train.data.stream import SourceSpec, StreamOpts
+
+log = logging.getLogger("clap_train.data")
+
+SOURCE_KEYS = {"shards", "weight", "caption_key", "tag_key", "tag_templates", "resample", "zeroshot_classes"}
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, reported at start-up with the key at fault."""
+
+
+def parse_sources(sources: Mapping | None, what: str, default_tag_templates: list[str]) -> list[SourceSpec]:
+    out = []
+    for name, cfg in (sources or {}).items():
+        if cfg is None:  # `~data.sources.x` or `data.sources.x=null` drops a source
+            continue
+        bad = set(cfg) - SOURCE_KEYS
+        if bad:
+            raise ConfigError(f"data.{what}.{name}: unknown key(s) {sorted(bad)}; valid keys: {sorted(SOURCE_KEYS)}")
+        shards = expand_shards(cfg.get("shards"))
+        missing = [s for s in shards if "://" not in s and not s.startswith("pipe:") and not os.path.exists(s)]
+        if not shards or len(missing) == len(shards):
+            raise ConfigError(f"data.{what}.{name}: no shards found at {cfg.get('shards')!r}")
+        if missing:
+            warnings.warn(f"data.{what}.{name}: {len(missing)} of {len(shards)} shards are missing "
+                          f"(first: {missing[0]}); they will be counted as unreadable")
+        out.append(SourceSpec(name=str(name), shards=shards, weight=float(cfg.get("weight", 1.0)),
+                              caption_key=cfg.get("caption_key", "text"), tag_key=cfg.get("tag_key", "tag"),
+                              tag_templates=list(cfg.get("tag_templates") or default_tag_templates),
+                              resample=bool(cfg.get("resample", False))))
+    return out
+
+
+class _TrainLoader(DataLoader):
+    """A DataLoader whose position Lightning saves and restores (the `_Stateful` protocol).
+
+    `state` = batches trained on so far (per rank) and each virtual slot's stream position.
+    """
+
+    def __init__(self, dataset: TrainStream, **kw):
+        super().__init__(dataset, batch_size=None, **kw)
+        self.n_slots = dataset.n_slots
+        self.state: dict = {"batches": 0, "slots": {}, "n_slots": self.n_slots,
+                            "world": dataset.world}
+
+    def __iter__(self):
+        self.dataset.start = {"batches": self.state["batches"], "slots": dict(self.state["slots"])}
+        return super().__iter__()
+
+    def record(self, ds: dict) -> None:
+        self.state["batches"] = ds["batch"] + 1
+        self.state["slots"][ds["slot"]] = ds["state"]
+
+    def state_dict(self) -> dict:
+        return {"batches": self.state["batches"], "slots": {str(k): v for k, v in self.state["slots"].items()},
+                "n_slots": self.n_slots, "world": self.dataset.world}
+
+    def load_state_dict(self, sd: dict) -> None:
+        same = sd.get("n_slots") == self.n_slots and sd.get("world") == self.dataset.world
+        if not same:
+            warnings.warn(
+                f"resuming with {self.dataset.world} rank(s) x {self.n_slots} worker(s) where the checkpoint had "
+                f"{sd.get('world')} x {sd.get('n_slots')}: the step count continues but the data order is not exact")
+        self.state["batches"] = int(sd.get("batches", 0))
+        self.state["slots"] = {int(k): v for k, v in sd.get("slots", {}).items()} if same else {}
+
+    def skip_counts(self) -> dict[str, int]:
+        total: dict[str, int] = {}
+        for st in self.state["slots"].values():
+            for k, v in st.get("skips", {}).items():
+                total[k] = total.get(k, 0) + v
+        return total
+
+
+class ClapDataModule(L.LightningDataModule):
+    def __init__(self, sources: Mapping | None = None, val_sources: Mapping | None = None,
+                 test_sources: Mapping | None = None, batch_size: int = 64, eval_batch_size: int = 64,
+                 num_workers: int = 2, steps_per_epoch: int | None = None, audio: Mapping | None = None,
+                 stream: Mapping | None = None, tag_templates: list[str] | None = None,
+                 train_shards: Any = None, val_shards: Any = None, test_shards: Any = None,
+                 pin_memory: bool = False, multiprocessing_context: str | None = None,
+                 prefetch_factor: int = 2, synthetic: Mapping | None = None):
+        super().__init__()
+        # `data.train_shards=...` is shorthand for a one-source mixture
+        self.cfg_sources = {"train": {"shards": train_shards}} if train_shards else dict(sources or {})
+        self.cfg_val = {"val": {"shards": val_shards}} if val_shards else dict(val_sources or {})
+        self.cfg_test = {"test": {"shards": test_shards}} if test_shards else dict(test_sources or {})
+        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
+        self.num_workers, self.steps_per_epoch = int(num_workers), steps_per_epoch
+        self.audio = AudioSpec(**dict(audio or {}))
+        self.opts = StreamOpts(**dict(stream or {}))
+        self.tag_templates = list(tag_templates or ["{}"])
+        self.pin_memory, self.mp_context, self.prefetch_factor = pin_memory, multiprocessing_context, prefetch_factor
+        self.tokenize: Tokenize | None = None
+        self.zeroshot: dict[str, list[str]] = {}
+        self._train_loader: _TrainLoader | None = None
+        self.rank, self.world = 0, 1
+
+    # --- wiring -------------------------------------------------------------------------------------
+    def bind(self, tokenize: Tokenize) -> "ClapDataModule":
+        """The text tower's tokenizer runs inside the loader workers (data/ never imports models)."""
+        self.tokenize = tokenize
+        return self
+
+    def per_rank_batch(self, world: int) -> int:
+        if self.batch_size % world:
+            raise ConfigError(f"data.batch_size={self.batch_size} (global) is not divisible by world size {world}")
+        return self.batch_size // world
+
+    def train_specs(self) -> list[SourceSpec]:
+        return parse_sources(self.cfg_sources, "sources", self.tag_templates)
+
+    def eval_specs(self, stage: str) -> list[SourceSpec]:
+        cfg = self.cfg_val if stage == "val" else self.cfg_test
+        specs = parse_sources(cfg, "val_sources" if stage == "val" else "test_sources", self.tag_templates)
+        for name, c in cfg.items():
+            if c and c.get("zeroshot_classes"):
+                self.zeroshot[name] = load_classes(c["zeroshot_classes"])
+        return specs
+
+    def train_samples(self) -> int | None:
+        sizes = [read_sizes(s.shards) for s in self.train_specs() if s.weight > 0]
+        return None if any(x is None for x in sizes) else sum(sum(x.values()) for x in sizes)
+
+    def resolve_steps_per_epoch(self) -> int:
+        if self.steps_per_epoch:
+            return int(self.steps_per_epoch)
+        n = self.train_samples()
+        if n is None:
+            raise ConfigError("data.steps_per_epoch is required when the shards have no sizes.json")
+        return max(1, n // self.batch_size)
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.trainer is not None:
+            self.rank, self.world = self.trainer.global_rank, self.trainer.world_size
+        if self.tokenize is None:
+            raise RuntimeError("ClapDataModule.bind(tokenize) must be called before setup")
+
+    # --- loaders ------------------------------------------------------------------------------------
+    def _loader_kw(self, workers: int) -> dict:
+        kw: dict[str, Any] = {"num_workers": workers, "pin_memory": self.pin_memory}
+        if workers:
+            kw.update(worker_init_fn=worker_init, prefetch_factor=self.prefetch_factor,
+                      multiprocessing_context=self.mp_context)
+        return kw
+
+    def train_dataloader(self) -> DataLoader:
+        ds = TrainStream(self.train_specs(), self.audio, self.opts, self.per_rank_batch(self.world),
+                         self.resolve_steps_per_epoch(), self.rank, self.world, max(1, self.num_workers),
+                         self.tokenize)
+        self._train_loader = _TrainLoader(ds, **self._loader_kw(self.num_workers))
+        return self._train_loader
+
+    def _eval_loaders(self, stage: str) -> list[DataLoader]:
+        loaders = []
+        for spec in self.eval_specs(stage):
+            ds = EvalStream(spec, self.audio, self.opts, self.eval_batch_size, self.rank, self.world, self.tokenize)
+            workers = min(self.num_workers, max(1, len(spec.shards[self.rank::self.world])))
+            loaders.append(DataLoader(ds, batch_size=None, **self._loader_kw(workers)))
+        return loaders
+
+    def eval_source_names(self, stage: str) -> list[str]:
+        return [s.name for s in self.eval_specs(stage)]
+
+    def val_dataloader(self):
+        return self._eval_loaders("val")
+
+    def test_dataloader(self):
+        return self._eval_loaders("test")
+
+    # --- exact resume -------------------------------------------------------------------------------
+    def on_before_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
+        ds = batch.pop("_data_state", None) if isinstance(batch, dict) else None
+        if ds is not None and self._train_loader is not None:
+            self._train_loader.record(ds)
+        return batch
+
+    def skip_counts(self) -> dict[str, int]:
+        return self._train_loader.skip_counts() if self._train_loader else {}
+
+
+def load_classes(spec) -> list[str]:
+    """A list of class names, or a path to a JSON list."""
+    if isinstance(spec, str):
+        import json
+
+        with open(spec) as f:
+            return list(json.load(f))
+    return [str(c) for c in spec]

@@ -1,0 +1,95 @@
+"""IterableDatasets: the training stream (stateful, equal length on every rank) and finite eval streams."""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.data import IterableDataset, get_worker_info
+
+from clap_train.data.collate import Tokenize, collate_eval, collate_train
+from clap_train.data.decode import AudioSpec
+from clap_train.data.skips import BadSample, SkipCounter
+from clap_train.data.stream import (MixtureStream, SourceSpec, SourceStream, StreamOpts, decode_sample,
+                                    read_shard)
+
+
+class TrainStream(IterableDataset):
+    """Yields whole per-rank batches (one per optimiser step).
+
+    Batch K (counted per rank since the start of training) comes from virtual slot K mod V, where V is
+    the number of loader workers. The DataModule sets `start` (batches consumed so far and every slot's
+    stream position) before each epoch's iterator is made; each batch carries `_data_state`, the position
+    right after it, which the DataModule records when the batch is actually trained on.
+    """
+
+    def __init__(self, sources: list[SourceSpec], audio: AudioSpec, opts: StreamOpts, batch_size: int,
+                 steps_per_epoch: int, rank: int, world: int, n_slots: int, tokenize: Tokenize):
+        self.sources = [s for s in sources if s.weight > 0]
+        self.audio, self.opts, self.batch_size = audio, opts, batch_size
+        self.steps_per_epoch, self.rank, self.world, self.n_slots = steps_per_epoch, rank, world, n_slots
+        self.tokenize = tokenize
+        self.start: dict = {"batches": 0, "slots": {}}
+
+    def __len__(self) -> int:
+        return self.steps_per_epoch
+
+    def _slot_stream(self, v: int, state: dict | None):
+        state = state or {}
+        skips = SkipCounter()
+        skips.load(state.get("skips"))
+        streams = [SourceStream(s, self.audio, self.opts, self.rank, self.world, v, self.n_slots, skips,
+                                state.get("sources", {}).get(s.name)) for s in self.sources]
+        mix = MixtureStream(streams, [s.weight for s in self.sources], self.opts.seed,
+                            streams[0].gslot, state.get("mix", 0))
+        return mix, streams, skips
+
+    def __iter__(self):
+        info = get_worker_info()
+        w, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        if n_workers != self.n_slots:
+            raise RuntimeError(f"TrainStream built for {self.n_slots} workers, run with {n_workers}")
+        k0 = int(self.start["batches"])
+        end = (k0 // self.steps_per_epoch + 1) * self.steps_per_epoch
+        v = (k0 + w) % self.n_slots
+        mix, streams, skips = self._slot_stream(v, self.start["slots"].get(v))
+        for k in range(k0 + w, end, self.n_slots):
+            samples = [next(mix) for _ in range(self.batch_size)]
+            batch = collate_train(samples, self.tokenize)
+            batch["_data_state"] = {
+                "batch": k, "slot": v,
+                "state": {"mix": mix.m, "sources": {s.src.name: s.state() for s in streams},
+                          "skips": skips.state()},
+            }
+            yield batch
+
+
+class EvalStream(IterableDataset):
+    """Every sample of an eval source once: shards split by rank, then by worker; deterministic crops."""
+
+    def __init__(self, source: SourceSpec, audio: AudioSpec, opts: StreamOpts, batch_size: int,
+                 rank: int, world: int, tokenize: Tokenize):
+        self.source, self.audio, self.opts, self.batch_size = source, audio, opts, batch_size
+        self.rank, self.world, self.tokenize = rank, world, tokenize
+        self.skips = SkipCounter()
+
+    def __iter__(self):
+        info = get_worker_info()
+        w, n_workers = (info.id, info.num_workers) if info else (0, 1)
+        mine = self.source.shards[self.rank::self.world][w::n_workers]
+        buf: list[dict] = []
+        for url in mine:
+            for raw in read_shard(url, self.skips, self.opts.max_member_bytes):
+                try:
+                    buf.append(decode_sample(raw, self.source, self.audio, False, None))
+                except BadSample as e:
+                    self.skips.skip(e.reason, f"{url}:{raw['__key__']}", e.detail)
+                    continue
+                if len(buf) == self.batch_size:
+                    yield collate_eval(buf, self.tokenize)
+                    buf = []
+        if buf:
+            yield collate_eval(buf, self.tokenize)
+
+
+def worker_init(_):
+    # Two cores shared by the trainer and the loaders: each worker decodes on one thread.
+    torch.set_num_threads(1)

@@ -1,0 +1,111 @@
+"""Late decoding of raw sample bytes: audio (soundfile, soxr) and captions (JSON or text).
+
+Every failure raises `BadSample(reason)`; the stream counts it and moves on.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+from clap_train.data.crop import choose_window, fit_length
+from clap_train.data.skips import BadSample
+from clap_train.data.tar_reader import AUDIO_EXTS
+
+
+@dataclass
+class AudioSpec:
+    sample_rate: int = 48000          # the model's rate; files at other rates are resampled
+    clip_seconds: float = 10.0        # the crop length the model sees
+    train_crop: str = "rand_trunc"    # rand_trunc | start | center
+    eval_crop: str = "start"          # deterministic crop at evaluation
+    pad: str = "repeatpad"            # repeatpad | repeat | pad
+    max_seconds: float = 3600.0       # longer files are skipped before decoding (bounded memory)
+    max_channels: int = 2
+
+    @property
+    def clip_samples(self) -> int:
+        return int(round(self.clip_seconds * self.sample_rate))
+
+
+def find_audio(sample: dict) -> tuple[str, bytes]:
+    for ext in sample:
+        if ext in AUDIO_EXTS:
+            return ext, sample[ext]
+    raise BadSample("missing_audio")
+
+
+def decode_audio(data: bytes, spec: AudioSpec, crop: str, rng: np.random.Generator | None):
+    """Decode only the crop window (seeking in the file), mix to mono, resample, pad.
+
+    Returns (waveform float32 [clip_samples], true length in model samples before padding, longer flag).
+    """
+    try:
+        f = sf.SoundFile(io.BytesIO(data))
+    except Exception as e:  # libsndfile raises several types for unknown or damaged formats
+        raise BadSample("corrupt_audio", str(e)[:120]) from None
+    with f:
+        sr, ch, n = f.samplerate, f.channels, f.frames
+        if sr <= 0 or n <= 0:
+            raise BadSample("empty_audio")
+        if ch > spec.max_channels:
+            raise BadSample("too_many_channels", f"{ch} channels")
+        if n / sr > spec.max_seconds:
+            raise BadSample("too_long", f"{n / sr:.0f} s")
+        window = int(np.ceil(spec.clip_seconds * sr))
+        start = choose_window(n, window, crop, rng)
+        try:
+            if start:
+                f.seek(start)
+            x = f.read(min(window, n - start), dtype="float32", always_2d=True)
+        except Exception as e:
+            raise BadSample("corrupt_audio", str(e)[:120]) from None
+    if x.shape[0] == 0:
+        raise BadSample("corrupt_audio", "no frames decoded")
+    if not np.isfinite(x).all():
+        raise BadSample("nonfinite_audio")
+    x = x.mean(axis=1) if ch > 1 else x[:, 0]
+    if not np.any(x):
+        raise BadSample("silent_audio")
+    if sr != spec.sample_rate:
+        x = soxr.resample(x, sr, spec.sample_rate).astype(np.float32, copy=False)
+    true_len = min(x.shape[0], spec.clip_samples)
+    longer = n / sr > spec.clip_seconds
+    return fit_length(x, spec.clip_samples, spec.pad), true_len, longer
+
+
+def decode_captions(sample: dict, caption_key: str = "text", tag_key: str = "tag",
+                    tag_templates: list[str] | None = None) -> tuple[list[str], list[str]]:
+    """Captions (all of them) and tags from the JSON member (or a .txt member)."""
+    meta: dict = {}
+    if "json" in sample:
+        try:
+            meta = json.loads(sample["json"].decode("utf-8"))
+        except UnicodeDecodeError:
+            raise BadSample("json_not_utf8") from None
+        except ValueError:
+            raise BadSample("json_invalid") from None
+        if not isinstance(meta, dict):
+            raise BadSample("json_invalid", "not an object")
+    elif "txt" in sample:
+        try:
+            meta = {caption_key: sample["txt"].decode("utf-8")}
+        except UnicodeDecodeError:
+            raise BadSample("caption_not_utf8") from None
+    tags = meta.get(tag_key) or []
+    tags = [t for t in (tags if isinstance(tags, list) else [tags]) if isinstance(t, str) and t.strip()]
+    raw = meta.get(caption_key)
+    if raw is None:
+        if tags and tag_templates:
+            return [t.format(", ".join(tags)) for t in tag_templates], tags
+        raise BadSample("missing_caption")
+    raw = raw if isinstance(raw, list) else [raw]
+    caps = [c.strip() for c in raw if isinstance(c, str) and c.strip()]
+    if not caps:
+        raise BadSample("empty_caption")
+    return caps, tags

@@ -1,0 +1,131 @@
+"""Shard listing, per-slot shard plans and robust opening of local or remote shards."""
+
+from __future__ import annotations
+
+import glob
+import json
+import logging
+import os
+import time
+import zlib
+from typing import IO
+
+import braceexpand
+import numpy as np
+
+log = logging.getLogger("clap_train.data")
+
+REMOTE_PREFIXES = ("pipe:", "http://", "https://", "s3://", "gs://", "hf://")
+
+
+def is_remote(url: str) -> bool:
+    return url.startswith(REMOTE_PREFIXES)
+
+
+def expand_shards(spec) -> list[str]:
+    """A folder, a glob, a brace pattern (`train/{000000..000127}.tar`), a URL, or a list of these."""
+    if spec is None:
+        return []
+    if isinstance(spec, str):
+        spec = [spec]
+    out: list[str] = []
+    for item in spec:
+        item = str(item)
+        for url in braceexpand.braceexpand(item):
+            if is_remote(url):
+                out.append(url)
+            elif os.path.isdir(url):
+                out.extend(sorted(glob.glob(os.path.join(url, "*.tar"))))
+            elif any(c in url for c in "*?["):
+                out.extend(sorted(glob.glob(url)))
+            else:
+                out.append(url)
+    return out
+
+
+def read_sizes(shards: list[str]) -> dict[str, int] | None:
+    """Sample counts from the `sizes.json` beside local shards; None when any shard is not covered."""
+    sizes: dict[str, int] = {}
+    cache: dict[str, dict] = {}
+    for s in shards:
+        if is_remote(s):
+            return None
+        d, base = os.path.split(s)
+        if d not in cache:
+            p = os.path.join(d, "sizes.json")
+            try:
+                with open(p) as f:
+                    cache[d] = json.load(f)
+            except (OSError, ValueError):
+                cache[d] = {}
+        if base not in cache[d]:
+            return None
+        sizes[s] = int(cache[d][base])
+    return sizes
+
+
+def stable_id(name: str) -> int:
+    return zlib.crc32(name.encode()) & 0x7FFFFFFF
+
+
+def rng_for(*parts: int) -> np.random.Generator:
+    """Every random choice derives from explicit integers (seed, source, rank, slot, position...)."""
+    return np.random.default_rng([int(p) & 0xFFFFFFFF for p in parts])
+
+
+class ShardPlan:
+    """The infinite sequence of shards one slot (rank, virtual worker) reads from one source.
+
+    Without resampling every pass is a fresh seeded permutation split across all slots, so a shard is
+    read once per pass overall. With resampling each slot draws shards with replacement.
+    """
+
+    def __init__(self, shards: list[str], seed: int, source_id: int, rank: int, world: int,
+                 slot: int, n_slots: int, resample: bool):
+        if not shards:
+            raise ValueError("empty shard list")
+        self.shards, self.seed, self.source_id = shards, seed, source_id
+        self.rank, self.slot = rank, slot
+        self.gslot, self.n_total = rank * n_slots + slot, world * n_slots
+        self.resample = resample
+        if not resample and len(shards) < self.n_total:
+            raise ValueError(
+                f"{len(shards)} shard(s) for {world} rank(s) x {n_slots} worker(s) = {self.n_total} readers: "
+                "each reader needs at least one shard; use fewer workers, more shards or resample=true")
+        self._pass_cache: tuple[int, list[str]] | None = None
+
+    def _pass(self, p: int) -> list[str]:
+        if self._pass_cache is None or self._pass_cache[0] != p:
+            perm = rng_for(self.seed, self.source_id, p, 1).permutation(len(self.shards))
+            self._pass_cache = (p, [self.shards[j] for j in perm[self.gslot::self.n_total]])
+        return self._pass_cache[1]
+
+    def shard(self, i: int) -> str:
+        if self.resample:
+            j = rng_for(self.seed, self.source_id, self.gslot, i, 2).integers(len(self.shards))
+            return self.shards[j]
+        per = len(self._pass(0))  # the same count in every pass: gslot's share of n shards
+        return self._pass(i // per)[i % per]
+
+
+class TransientReadError(OSError):
+    pass
+
+
+def open_shard(url: str, retries: int = 3, backoff_s: float = 1.0) -> IO[bytes]:
+    """Open a shard; remote reads are retried with back-off. A missing local file fails at once."""
+    if not is_remote(url):
+        return open(url, "rb")
+    from webdataset.gopen import gopen
+
+    delay = backoff_s
+    for attempt in range(retries + 1):
+        try:
+            return gopen(url, "rb")
+        except Exception as e:  # network errors come in many types
+            if attempt == retries:
+                raise TransientReadError(f"{url}: {e}") from e
+            log.warning("retrying %s after %s (attempt %d/%d)", url, e, attempt + 1, retries)
+            time.sleep(delay)
+            delay *= 2
+    raise AssertionError("unreachable")

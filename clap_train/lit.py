@@ -1,0 +1,269 @@
+"""The LightningModule: manual optimisation, contrastive accumulation, schedule, validation metrics.
+
+Manual optimisation because contrastive accumulation (negatives across micro-batches) must see every
+micro-batch's features before any backward; Lightning's `accumulate_grad_batches` cannot do that.
+One loader batch is one optimiser step: the per-rank batch is split into `optim.accumulate`
+micro-batches inside `training_step`.
+"""
+
+from __future__ import annotations
+
+import math
+from contextlib import nullcontext
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from clap_train.eval.retrieval import retrieval_metrics
+from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
+from clap_train.loss import ContrastiveLoss
+from clap_train.model import CLAP, build_model
+
+OPTIM_DEFAULTS = dict(lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99), eps=1e-8, warmup_steps=50, schedule="cosine",
+                      min_lr_ratio=0.0, clip_grad=1.0, accumulate=1, fused="auto", max_nonfinite=20)
+SCHEDULES = ("cosine", "constant")
+
+
+class ClapLit(L.LightningModule):
+    def __init__(self, model_cfg: dict, optim: dict | None = None, loss: dict | None = None,
+                 eval: dict | None = None, text_assets: dict | None = None):
+        super().__init__()
+        self.automatic_optimization = False
+        unknown = set(optim or {}) - set(OPTIM_DEFAULTS)
+        if unknown:
+            raise ValueError(f"optim: unknown key(s) {sorted(unknown)}; valid keys: {sorted(OPTIM_DEFAULTS)}")
+        self.optim_cfg = {**OPTIM_DEFAULTS, **(optim or {})}
+        if self.optim_cfg["schedule"] not in SCHEDULES:
+            raise ValueError(f"optim.schedule={self.optim_cfg['schedule']!r}; valid choices: {', '.join(SCHEDULES)}")
+        self.eval_cfg = {"templates": ["This is a sound of {}."], **(eval or {})}
+        # plain containers only: our checkpoints load with torch.load(weights_only=True)
+        self.save_hyperparameters({"model_cfg": model_cfg, "optim": self.optim_cfg, "loss": dict(loss or {}),
+                                   "eval": self.eval_cfg})
+        self.model: CLAP = build_model(model_cfg, text_assets)
+        self.loss_fn = ContrastiveLoss(**(loss or {}))
+        self.nonfinite_in_a_row = 0
+        self.flops_per_step: float | None = None
+        self._eval_store: dict[str, dict] = {}
+        self.last_eval: dict[str, dict[str, float]] = {}
+
+    # --- optimiser -----------------------------------------------------------------------------------
+    def configure_optimizers(self):
+        o = self.optim_cfg
+        decay, no_decay = [], []
+        for name, p in self.model.named_parameters():
+            if not p.requires_grad:
+                continue
+            # biases, norms and the temperature are not decayed (LAION/open_clip rule)
+            (no_decay if p.ndim < 2 or "logit_scale" in name else decay).append(p)
+        fused = o["fused"]
+        if fused == "auto":
+            fused = torch.cuda.is_available() and self.device.type == "cuda"
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": o["weight_decay"]},
+                                 {"params": no_decay, "weight_decay": 0.0}],
+                                lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], fused=bool(fused) or None)
+        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1
+        warm, floor = int(o["warmup_steps"]), float(o["min_lr_ratio"])
+
+        def factor(step: int) -> float:
+            if step < warm:
+                return (step + 1) / warm
+            if o["schedule"] == "constant":
+                return 1.0
+            progress = min(1.0, (step - warm) / max(1, total - warm))
+            return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --- training ------------------------------------------------------------------------------------
+    def _split(self, batch: dict, k: int) -> list[dict]:
+        n = batch["audio"].shape[0]
+        if n % k:
+            raise ValueError(f"per-rank batch {n} is not divisible by optim.accumulate={k}")
+        m = n // k
+
+        def cut(x, i):
+            if isinstance(x, dict):
+                return {kk: cut(v, i) for kk, v in x.items()}
+            return x[i * m:(i + 1) * m]
+        return [cut({kk: batch[kk] for kk in ("audio", "audio_len", "text")}, i) for i in range(k)]
+
+    def _loss_and_backward(self, batch: dict) -> torch.Tensor:
+        k = int(self.optim_cfg["accumulate"])
+        if k == 1:
+            a, t, s = self.model(batch)
+            loss = self.loss_fn(a, t, s)
+            self.manual_backward(loss)
+            return loss.detach()
+        return self._accumulated_backward(self._split(batch, k))
+
+    def _accumulated_backward(self, micro: list[dict]) -> torch.Tensor:
+        """GradCache: features of all micro-batches without graphs, one loss over all of them, then each
+        micro-batch re-forwarded with the same RNG state and back-propagated with its feature gradients.
+        BatchNorm buffers are restored after the no-grad pass so running statistics advance once."""
+        rng, feats = [], []
+        buffers = {n: b.clone() for n, b in self.model.named_buffers()}
+        with torch.no_grad():
+            for mb in micro:
+                rng.append(_rng_state())
+                a, t, _ = self.model(mb)
+                feats.append((a, t))
+        for n, b in self.model.named_buffers():
+            b.copy_(buffers[n])
+        A = torch.cat([f[0] for f in feats]).requires_grad_(True)
+        T = torch.cat([f[1] for f in feats]).requires_grad_(True)
+        loss = self.loss_fn(A, T, self.model.logit_scale())
+        self.manual_backward(loss)  # gives A.grad, T.grad and the temperature's gradient
+        ga, gt = A.grad.split([f[0].shape[0] for f in feats]), T.grad.split([f[1].shape[0] for f in feats])
+        for i, mb in enumerate(micro):
+            _set_rng_state(rng[i])
+            a, t, _ = self.model(mb)
+            self.manual_backward((a * ga[i]).sum() + (t * gt[i]).sum())
+        return loss.detach()
+
+    def training_step(self, batch: dict, batch_idx: int):
+        opt, sched = self.optimizers(), self.lr_schedulers()
+        opt.zero_grad(set_to_none=True)
+        count = self.flops_per_step is None
+        ctx = _flop_counter() if count else nullcontext()
+        with ctx as fc:
+            loss = self._loss_and_backward(batch)
+        if count:
+            self.flops_per_step = float(fc.get_total_flops()) if fc is not None else 0.0
+        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
+        gnorm = torch.linalg.vector_norm(torch.stack([g.detach().float().norm() for g in grads])) if grads \
+            else torch.zeros((), device=self.device)
+        ok = torch.isfinite(loss) & torch.isfinite(gnorm)
+        # decided on all ranks together, or DDP would hang with some ranks stepping and others not
+        ok = bool(self.all_gather(ok.float()).min() > 0) if self.trainer.world_size > 1 else bool(ok)
+        if ok:
+            self.nonfinite_in_a_row = 0
+            if self.optim_cfg["clip_grad"]:
+                self.clip_gradients(opt, gradient_clip_val=self.optim_cfg["clip_grad"],
+                                    gradient_clip_algorithm="norm")
+            opt.step()
+            sched.step()
+        else:
+            opt.zero_grad(set_to_none=True)
+            self.nonfinite_in_a_row += 1
+            self.log("train/skipped_nonfinite", float(self.nonfinite_in_a_row))
+            if self.nonfinite_in_a_row >= self.optim_cfg["max_nonfinite"]:
+                raise RuntimeError(f"{self.nonfinite_in_a_row} optimiser steps in a row had a non-finite loss or "
+                                   "gradient; stopping (lower optim.lr or check the data)")
+        bs = batch["audio"].shape[0]
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/grad_norm", gnorm, batch_size=bs)
+        self.log("train/lr", sched.get_last_lr()[0], batch_size=bs)
+        self.log("train/logit_scale", self.model.logit_scale().detach(), batch_size=bs)
+        return loss
+
+    # --- evaluation ----------------------------------------------------------------------------------
+    def _eval_step(self, batch: dict) -> None:
+        a = F.normalize(self.model.audio_features(batch["audio"], batch["audio_len"]), dim=-1).float().cpu()
+        t = F.normalize(self.model.text_features(batch["text"]), dim=-1).float().cpu()
+        src = batch["source"][0]
+        st = self._eval_store.setdefault(src, {"keys": [], "audio": [], "text": [], "owner": [], "tags": []})
+        offset = len(st["keys"])
+        st["keys"] += batch["key"]
+        st["tags"] += batch["tags"]
+        st["audio"].append(a)
+        st["text"].append(t)
+        st["owner"].append(batch["caption_owner"].cpu() + offset)
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        self._eval_step(batch)
+
+    def test_step(self, batch, batch_idx, dataloader_idx=0):
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self):
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self):
+        self._eval_epoch_end("test")
+
+    def class_embeddings(self, classes: list[str]) -> torch.Tensor:
+        """Prompt-ensemble text embedding per class (templates averaged, then re-normalised)."""
+        embs = [self.model.encode_text([tpl.format(c) for c in classes]) for tpl in self.eval_cfg["templates"]]
+        return F.normalize(torch.stack(embs).mean(0), dim=-1).float().cpu()
+
+    def _eval_epoch_end(self, stage: str) -> None:
+        store, self._eval_store = self._eval_store, {}
+        classes_by_source = getattr(getattr(self.trainer, "datamodule", None), "zeroshot", {}) or {}
+        results: dict[str, dict[str, float]] = {}
+        for src in sorted(store):
+            keys, audio, text, owner, tags = _gather_dedup(store[src])
+            m = retrieval_metrics(audio, text, owner)
+            classes = classes_by_source.get(src)
+            if classes:
+                m.update(zeroshot_metrics(audio, self.class_embeddings(classes), labels_from_tags(tags, classes)))
+            m["n_clips"], m["n_captions"] = float(len(keys)), float(len(owner))
+            results[src] = m
+        if results:
+            shared = set.intersection(*(set(m) for m in results.values()))
+            results["mean"] = {k: sum(r[k] for r in results.values()) / len(results) for k in shared}
+        for src, m in results.items():
+            for k, v in m.items():
+                self.log(f"{stage}/{src}/{k}", v, add_dataloader_idx=False, sync_dist=False, rank_zero_only=False)
+        self.last_eval[stage] = {f"{stage}/{s}/{k}": v for s, m in results.items() for k, v in m.items()}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # the tokenizer and text config travel with the weights: load_model needs no files or network
+        checkpoint["text_assets"] = self.model.text_branch.assets()
+        checkpoint["nonfinite_in_a_row"] = self.nonfinite_in_a_row
+
+
+def _gather_dedup(st: dict):
+    """Concatenate this rank's eval outputs, gather every rank's, keep each sample key once."""
+    audio, text = torch.cat(st["audio"]), torch.cat(st["text"])
+    owner = torch.cat(st["owner"])
+    parts = [(st["keys"], audio, text, owner, st["tags"])]
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        parts = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(parts, (st["keys"], audio, text, owner, st["tags"]))
+    keys, A, T, O, tags, seen = [], [], [], [], [], set()
+    for k_list, a, t, o, tg in parts:
+        for i, k in enumerate(k_list):
+            if k in seen:
+                continue
+            seen.add(k)
+            new = len(keys)
+            keys.append(k)
+            tags.append(tg[i])
+            A.append(a[i])
+            sel = (o == i).nonzero().flatten()
+            T.append(t[sel])
+            O.append(torch.full((len(sel),), new, dtype=torch.long))
+    return keys, torch.stack(A), torch.cat(T), torch.cat(O), tags
+
+
+def _rng_state() -> dict:
+    st = {"cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        st["cuda"] = torch.cuda.get_rng_state()
+    return st
+
+
+def _set_rng_state(st: dict) -> None:
+    torch.set_rng_state(st["cpu"])
+    if "cuda" in st:
+        torch.cuda.set_rng_state(st["cuda"])
+
+
+class _flop_counter:
+    """FlopCounterMode with attention forced onto the math kernel, which the counter can see on CPU."""
+
+    def __enter__(self):
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+        from torch.utils.flop_counter import FlopCounterMode
+
+        self.fc, self.kernel = FlopCounterMode(display=False), sdpa_kernel(SDPBackend.MATH)
+        self.kernel.__enter__()
+        self.fc.__enter__()
+        return self.fc
+
+    def __exit__(self, *exc):
+        self.fc.__exit__(*exc)
+        self.kernel.__exit__(*exc)
+        return False

@@ -1,0 +1,143 @@
+"""The CLAP model: audio tower + text tower, projection heads into one space, a learnable temperature.
+
+Parameter names follow LAION-CLAP (`audio_branch`, `text_branch`, `audio_projection`,
+`text_projection`, `logit_scale_a`, `logit_scale_t`) so checkpoints map by name.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from clap_train.audio.frontend import LogMel
+from clap_train.audio.pooling import build_pooling
+from clap_train.text.tower import TextTower
+
+
+def projection(d_in: int, d_out: int) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(d_in, d_out), nn.ReLU(), nn.Linear(d_out, d_out))
+
+
+class CLAP(nn.Module):
+    def __init__(self, frontend: LogMel, audio_encoder: nn.Module, pooling: nn.Module, text_encoder: TextTower,
+                 embed_dim: int = 512, logit_scale_init: float = 1 / 0.07, logit_scale_max: float = 100.0,
+                 clip_seconds: float = 10.0, mask_padding: bool = False):
+        super().__init__()
+        self.frontend, self.audio_branch, self.pooling = frontend, audio_encoder, pooling
+        self.text_branch = text_encoder
+        self.audio_projection = projection(audio_encoder.out_dim, embed_dim)
+        self.text_projection = projection(text_encoder.out_dim, embed_dim)
+        # LAION keeps two temperatures; the contrastive loss uses `_a` (transformers' ClapModel uses `_t`
+        # for text logits), both are kept for checkpoint compatibility.
+        self.logit_scale_a = nn.Parameter(torch.tensor(math.log(logit_scale_init)))
+        self.logit_scale_t = nn.Parameter(torch.tensor(math.log(logit_scale_init)))
+        self.logit_scale_max = logit_scale_max
+        self.sample_rate, self.clip_seconds, self.mask_padding = frontend.sample_rate, clip_seconds, mask_padding
+        self.embed_dim = embed_dim
+
+    @property
+    def tokenizer(self):
+        return self.text_branch.tokenizer
+
+    def logit_scale(self) -> torch.Tensor:
+        return self.logit_scale_a.clamp(max=math.log(self.logit_scale_max)).exp()
+
+    # --- features (unnormalised, as the loss and accumulation need them) ------------------------------
+    def audio_features(self, audio: torch.Tensor, audio_len: torch.Tensor | None = None) -> torch.Tensor:
+        mel = self.frontend(audio)                                   # [B, T, F], fp32
+        frames = self.audio_branch.forward_frames(mel)               # [B, T', C]
+        mask = None
+        if self.mask_padding and audio_len is not None:
+            valid = (audio_len // self.frontend.hop_length + 1).clamp(max=mel.shape[1])
+            valid = torch.div(valid * frames.shape[1] + mel.shape[1] - 1, mel.shape[1], rounding_mode="floor")
+            mask = torch.arange(frames.shape[1], device=frames.device)[None] < valid[:, None].clamp(min=1)
+        pooled = self.pooling(frames, mask)
+        return self.audio_projection(self.audio_branch.post_pool(pooled))
+
+    def text_features(self, text: dict) -> torch.Tensor:
+        return self.text_projection(self.text_branch(text["input_ids"], text["attention_mask"]))
+
+    def forward(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        a = F.normalize(self.audio_features(batch["audio"], batch.get("audio_len")), dim=-1)
+        t = F.normalize(self.text_features(batch["text"]), dim=-1)
+        return a, t, self.logit_scale()
+
+    # --- user API ------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def encode_audio(self, waveforms, sample_rate: int | None = None, lengths: Sequence[int] | None = None,
+                     batch_size: int = 32) -> torch.Tensor:
+        """Waveforms `[B, T]` (float, any rate) or a list of 1-D clips -> L2-normalised `[B, D]`.
+
+        Clips are resampled to the model rate, then cropped from the start or repeat-padded to the
+        model's clip length, exactly as at evaluation.
+        """
+        from clap_train.data.crop import fit_length
+
+        clips = _as_clips(waveforms, lengths)
+        sr = sample_rate or self.sample_rate
+        n = int(round(self.clip_seconds * self.sample_rate))
+        out, dev = [], next(self.parameters()).device
+        for i in range(0, len(clips), batch_size):
+            chunk, lens = [], []
+            for c in clips[i:i + batch_size]:
+                if sr != self.sample_rate:
+                    import soxr
+
+                    c = soxr.resample(c, sr, self.sample_rate).astype(np.float32)
+                lens.append(min(len(c), n))
+                chunk.append(fit_length(c, n, "repeatpad"))
+            x = torch.from_numpy(np.stack(chunk)).to(dev)
+            out.append(F.normalize(self.audio_features(x, torch.tensor(lens, device=dev)), dim=-1))
+        return torch.cat(out)
+
+    @torch.no_grad()
+    def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:
+        if isinstance(texts, str):
+            texts = [texts]
+        dev = next(self.parameters()).device
+        out = []
+        for i in range(0, len(texts), batch_size):
+            tok = {k: v.to(dev) for k, v in self.tokenizer(list(texts[i:i + batch_size])).items()}
+            out.append(F.normalize(self.text_features(tok), dim=-1))
+        return torch.cat(out)
+
+
+def _as_clips(waveforms, lengths) -> list[np.ndarray]:
+    if isinstance(waveforms, torch.Tensor) or isinstance(waveforms, np.ndarray):
+        w = torch.as_tensor(waveforms).detach().float().cpu()
+        if w.ndim == 1:
+            w = w[None]
+        if w.ndim != 2:
+            raise ValueError(f"waveforms must be [B, T] or a list of 1-D clips, got shape {tuple(w.shape)}")
+        clips = [w[i].numpy() for i in range(w.shape[0])]
+    else:
+        clips = [torch.as_tensor(c).detach().float().cpu().reshape(-1).numpy() for c in waveforms]
+    if lengths is not None:
+        clips = [c[: int(n)] for c, n in zip(clips, lengths)]
+    if any(len(c) == 0 for c in clips):
+        raise ValueError("empty clip")
+    return clips
+
+
+def build_model(cfg: dict, text_assets: dict | None = None) -> CLAP:
+    """Build from a plain config: `frontend`, `audio_encoder` (with `_target_`), `pooling`, `text_encoder`."""
+    from hydra.utils import instantiate
+
+    cfg = dict(cfg)
+    frontend = LogMel(**cfg.pop("frontend"))
+    enc_cfg = dict(cfg.pop("audio_encoder"))
+    enc_cfg.setdefault("n_mels", frontend.n_mels)
+    encoder = instantiate(enc_cfg, _convert_="all")
+    pool_cfg = dict(cfg.pop("pooling"))
+    pooling = build_pooling(pool_cfg.pop("name"), encoder.frame_dim, **pool_cfg)
+    text_cfg = dict(cfg.pop("text_encoder"))
+    if text_assets is not None:
+        text_cfg = {k: v for k, v in text_cfg.items() if k in ("pooling", "max_length")}
+        text_cfg["assets"] = text_assets
+    text = TextTower(**text_cfg)
+    return CLAP(frontend, encoder, pooling, text, **cfg)

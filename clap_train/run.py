@@ -1,0 +1,108 @@
+"""Compose a run from a Hydra config: data, model, trainer, loggers, callbacks; fit, test, report."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+
+import lightning as L
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from clap_train.checkpoints.io import AtomicCheckpointIO
+from clap_train.checkpoints.load import init_weights
+from clap_train.data.datamodule import ClapDataModule, ConfigError
+from clap_train.data.synthetic import SyntheticSpec, ensure_synthetic
+from clap_train.lit import ClapLit
+from clap_train.report import format_report
+
+log = logging.getLogger("clap_train")
+
+
+def plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else {}
+
+
+def find_resume(cfg: DictConfig, ckpt_dir: str) -> str | None:
+    """`ckpt_path` wins; otherwise `resume=auto` picks this run dir's last.ckpt (a requeued job resumes)."""
+    if cfg.get("ckpt_path"):
+        if not os.path.exists(cfg.ckpt_path):
+            raise ConfigError(f"ckpt_path={cfg.ckpt_path}: file not found")
+        return str(cfg.ckpt_path)
+    last = os.path.join(ckpt_dir, "last.ckpt")
+    if cfg.get("resume", "auto") == "auto" and os.path.exists(last):
+        return last
+    return None
+
+
+def build_trainer(cfg: DictConfig, run_dir: str, callbacks: list, loggers: list) -> L.Trainer:
+    tcfg = plain(cfg.trainer)
+    plugins = [AtomicCheckpointIO()]
+    if "SLURM_JOB_ID" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
+        from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+        plugins.append(SLURMEnvironment(auto_requeue=False))  # our handler owns the signal
+    return instantiate(tcfg, callbacks=callbacks, logger=loggers or False, plugins=plugins,
+                       default_root_dir=run_dir, _convert_="all")
+
+
+def run(cfg: DictConfig) -> dict:
+    t0 = time.time()
+    torch.set_float32_matmul_precision("high")
+    L.seed_everything(cfg.seed, workers=True)
+    run_dir = os.path.abspath(cfg.paths.run_dir)
+    os.makedirs(run_dir, exist_ok=True)
+    if cfg.get("synthetic") and cfg.synthetic.get("enabled", True):
+        spec = {k: v for k, v in plain(cfg.synthetic).items() if k != "enabled"}
+        ensure_synthetic(SyntheticSpec(**spec), log=log.info)
+
+    lit = ClapLit(plain(cfg.model), optim=plain(cfg.optim), loss=plain(cfg.loss), eval=plain(cfg.eval))
+    if cfg.get("init_from"):
+        init_weights(lit.model, cfg.init_from, log=log.info)
+    dm: ClapDataModule = instantiate(cfg.data, _convert_="all")
+    dm.bind(lit.model.tokenizer)
+    if dm.audio.sample_rate != lit.model.sample_rate:
+        raise ConfigError(f"data.audio.sample_rate={dm.audio.sample_rate} but the model runs at "
+                          f"{lit.model.sample_rate} Hz")
+
+    ckpt_dir = os.path.join(run_dir, "checkpoints")
+    callbacks = [instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c]
+    loggers = [instantiate(c, _convert_="all") for c in (cfg.get("logger") or {}).values() if c]
+    trainer = build_trainer(cfg, run_dir, callbacks, loggers)
+    world, k = trainer.world_size, int(cfg.optim.accumulate)
+    if dm.batch_size % (world * k):
+        raise ConfigError(f"data.batch_size={dm.batch_size} (global) must divide by world size {world} x "
+                          f"optim.accumulate={k}")
+    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
+        f.write(OmegaConf.to_yaml(cfg, resolve=False))
+
+    resume = find_resume(cfg, ckpt_dir)
+    if resume:
+        log.info("resuming from %s", resume)
+    trainer.fit(lit, datamodule=dm, ckpt_path=resume)
+    fit_s = time.time() - t0
+
+    results = {"run_dir": run_dir, "fit_seconds": fit_s, "global_step": trainer.global_step,
+               "val": lit.last_eval.get("val", {})}
+    best = _best_checkpoint(trainer)
+    results["checkpoint"] = best or os.path.join(ckpt_dir, "last.ckpt")
+    if cfg.get("test_after_fit", True) and dm.cfg_test:
+        trainer.test(lit, datamodule=dm, ckpt_path=best, weights_only=True) if best else trainer.test(lit, datamodule=dm)
+        results["test"] = lit.last_eval.get("test", {})
+    results["wall_seconds"] = time.time() - t0
+    results["chance"] = {k: v for k, v in results.get("test", {}).items() if k.endswith("zeroshot_chance")}
+    if trainer.is_global_zero:
+        with open(os.path.join(run_dir, "results.json"), "w") as f:
+            json.dump(results, f, indent=1)
+        print(format_report(results))
+    return results
+
+
+def _best_checkpoint(trainer: L.Trainer) -> str | None:
+    for cb in trainer.checkpoint_callbacks:
+        if getattr(cb, "monitor", None) and cb.best_model_path:
+            return cb.best_model_path
+    return None

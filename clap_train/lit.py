@@ -9,6 +9,7 @@ micro-batches inside `training_step`.
 from __future__ import annotations
 
 import math
+import random
 from contextlib import nullcontext
 
 import lightning as L
@@ -21,7 +22,8 @@ from clap_train.loss import ContrastiveLoss
 from clap_train.model import CLAP, build_model
 
 OPTIM_DEFAULTS = dict(lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99), eps=1e-8, warmup_steps=50, schedule="cosine",
-                      min_lr_ratio=0.0, clip_grad=1.0, accumulate=1, fused="auto", max_nonfinite=20)
+                      min_lr_ratio=0.0, clip_grad=1.0, accumulate=1, fused="auto", max_nonfinite=20,
+                      total_steps=None)
 SCHEDULES = ("cosine", "constant")
 
 
@@ -62,7 +64,9 @@ class ClapLit(L.LightningModule):
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": o["weight_decay"]},
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], fused=bool(fused) or None)
-        total = max(1, int(self.trainer.estimated_stepping_batches)) if self._trainer else 1
+        # The schedule length comes from the config (run.py), not `trainer.estimated_stepping_batches`:
+        # that would build the train loader before a resumed loader state is restored.
+        total = int(o["total_steps"] or 1)
         warm, floor = int(o["warmup_steps"]), float(o["min_lr_ratio"])
 
         def factor(step: int) -> float:
@@ -212,6 +216,21 @@ class ClapLit(L.LightningModule):
         # the tokenizer and text config travel with the weights: load_model needs no files or network
         checkpoint["text_assets"] = self.model.text_branch.assets()
         checkpoint["nonfinite_in_a_row"] = self.nonfinite_in_a_row
+        # RNG states as tensors and tuples of ints: weights_only-safe. Dropout and SpecAugment replay
+        # exactly after a resume (the data pipeline seeds itself from positions, not from these).
+        checkpoint["rng"] = {**_rng_state(), "python": random.getstate()}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.nonfinite_in_a_row = int(checkpoint.get("nonfinite_in_a_row", 0))
+        self._pending_rng = checkpoint.get("rng")
+
+    def on_train_batch_start(self, batch, batch_idx):
+        # restored at the first step, after everything else that runs at start-up has drawn numbers
+        rng = getattr(self, "_pending_rng", None)
+        if rng is not None:
+            _set_rng_state(rng)
+            random.setstate(rng["python"])
+            self._pending_rng = None
 
 
 def _gather_dedup(st: dict):

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import time
+import warnings
 
 import lightning as L
 import torch
@@ -20,6 +21,12 @@ from clap_train.lit import ClapLit
 from clap_train.report import format_report
 
 log = logging.getLogger("clap_train")
+
+# Warnings that do not apply to this design: our IterableDataset gives every worker its own slot and
+# length, and with manual optimisation the checkpoint is taken after the step on purpose.
+for _msg in (".*`IterableDataset` has `__len__` defined.*", ".*ModelCheckpoint with manual optimization.*",
+             ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*"):
+    warnings.filterwarnings("ignore", message=_msg)
 
 
 def plain(node) -> dict:
@@ -59,10 +66,15 @@ def run(cfg: DictConfig) -> dict:
         spec = {k: v for k, v in plain(cfg.synthetic).items() if k != "enabled"}
         ensure_synthetic(SyntheticSpec(**spec), log=log.info)
 
-    lit = ClapLit(plain(cfg.model), optim=plain(cfg.optim), loss=plain(cfg.loss), eval=plain(cfg.eval))
+    dm: ClapDataModule = instantiate(cfg.data, _convert_="all")
+    optim = plain(cfg.optim)
+    if not optim.get("total_steps"):
+        max_steps = int(cfg.trainer.get("max_steps") or -1)
+        optim["total_steps"] = max_steps if max_steps > 0 else \
+            int(cfg.trainer.max_epochs) * dm.resolve_steps_per_epoch()
+    lit = ClapLit(plain(cfg.model), optim=optim, loss=plain(cfg.loss), eval=plain(cfg.eval))
     if cfg.get("init_from"):
         init_weights(lit.model, cfg.init_from, log=log.info)
-    dm: ClapDataModule = instantiate(cfg.data, _convert_="all")
     dm.bind(lit.model.tokenizer)
     if dm.audio.sample_rate != lit.model.sample_rate:
         raise ConfigError(f"data.audio.sample_rate={dm.audio.sample_rate} but the model runs at "

@@ -86,10 +86,12 @@ class LogMel(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         # fp32 regardless of autocast: bf16 STFT/log would lose several dB of precision.
+        # float64 input (gradient-equality proofs) stays float64.
+        dtype = torch.float64 if wav.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=wav.device.type, enabled=False):
-            spec = torch.stft(wav.float(), self.n_fft, hop_length=self.hop_length,
-                              win_length=self.win_length, window=self.window,
+            spec = torch.stft(wav.to(dtype), self.n_fft, hop_length=self.hop_length,
+                              win_length=self.win_length, window=self.window.to(dtype),
                               center=True, pad_mode="reflect", return_complex=True)
             power = torch.view_as_real(spec).pow(2).sum(-1)  # [B, n_freq, frames]
-            mel = power.transpose(-1, -2) @ self.fb  # [B, frames, n_mels]
+            mel = power.transpose(-1, -2) @ self.fb.to(dtype)  # [B, frames, n_mels]
             return 10.0 * torch.log10(mel.clamp(min=self.amin))

@@ -3,7 +3,8 @@
 text->audio: every caption is a query; its one relevant item is the clip it describes.
 audio->text: R@k counts the best-ranked of the clip's captions; mAP@10 follows LAION-CLAP: the 0-based
 ranks of the clip's captions that fall in the top 10, sorted, give AP = mean((i+1) / (rank_i+1)).
-Ranks are 0-based counts of items scored strictly higher.
+Ranks are 0-based: items scored higher, plus equal-scored items earlier in the list (ties broken by
+index, as a stable sort would), so a clip's captions always hold distinct ranks.
 """
 
 from __future__ import annotations
@@ -17,12 +18,14 @@ def retrieval_metrics(audio: torch.Tensor, text: torch.Tensor, owner: torch.Tens
     """audio [N, D], text [M, D] (both L2-normalised), owner [M]: the clip each caption describes."""
     audio, text, owner = audio.float(), text.float(), owner.long()
     sim = text @ audio.T                                       # [M, N]
+    m_idx, n_idx = torch.arange(text.shape[0]), torch.arange(audio.shape[0])
     pos = sim.gather(1, owner[:, None])                        # [M, 1]
-    t2a_rank = (sim > pos).sum(1)                              # [M]
+    t2a_rank = ((sim > pos) | ((sim == pos) & (n_idx[None] < owner[:, None]))).sum(1)  # [M]
     # audio->text: rank of each caption among all captions for its own clip
     sim_a = sim.T                                              # [N, M]
-    own = sim_a[owner, torch.arange(len(owner))]               # [M] score of caption j for its clip
-    a2t_cap_rank = (sim_a[owner] > own[:, None]).sum(1)        # [M]
+    own = sim_a[owner, m_idx][:, None]                         # [M, 1] score of caption j for its clip
+    row = sim_a[owner]                                         # [M, M] its clip's scores of every caption
+    a2t_cap_rank = ((row > own) | ((row == own) & (m_idx[None] < m_idx[:, None]))).sum(1)  # [M]
     n = audio.shape[0]
     best = torch.full((n,), torch.iinfo(torch.long).max, dtype=torch.long)
     best = best.scatter_reduce(0, owner, a2t_cap_rank, reduce="amin")

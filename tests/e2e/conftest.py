@@ -1,0 +1,45 @@
+import os
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import open_dict
+
+from tests.conftest import REPO
+
+SMALL_DATA = ["synthetic.n_train={sentences:120,tags:60}", "synthetic.n_valid=24", "synthetic.n_test=24",
+              "synthetic.shard_size=20"]
+
+
+def compose_cfg(tmp_path, overrides=(), data_root=None):
+    """The real conf/ with the fast debug preset, everything under tmp_path."""
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=os.path.join(REPO, "conf"), version_base="1.3"):
+        cfg = compose("config", overrides=["debug=fast", f"paths.root={tmp_path}", *SMALL_DATA, *overrides],
+                      return_hydra_config=True)
+    HydraConfig.instance().set_config(cfg)
+    with open_dict(cfg):
+        if data_root:
+            cfg.synthetic.root = data_root
+        del cfg.hydra
+    return cfg
+
+
+@pytest.fixture(scope="session")
+def data_root(tmp_path_factory):
+    from clap_train.data.synthetic import SyntheticSpec, ensure_synthetic
+
+    root = str(tmp_path_factory.mktemp("e2e_data") / "synthetic")
+    ensure_synthetic(SyntheticSpec(root=root, n_train={"sentences": 120, "tags": 60}, n_valid=24, n_test=24,
+                                   shard_size=20), log=lambda *_: None)
+    return root
+
+
+@pytest.fixture(scope="session")
+def fast_run(tmp_path_factory, data_root):
+    from clap_train.run import run
+
+    tmp = tmp_path_factory.mktemp("fast_run")
+    cfg = compose_cfg(tmp, ["callbacks.last_checkpoint.save_top_k=-1", "trainer.max_epochs=2"], data_root)
+    return cfg, run(cfg)

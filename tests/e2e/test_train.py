@@ -1,0 +1,121 @@
+"""End-to-end: the real conf/ composed with overrides, a few real steps on real shards."""
+
+import csv
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from tests.conftest import REPO
+from tests.e2e.conftest import SMALL_DATA, compose_cfg
+
+
+def losses(run_dir):
+    rows = list(csv.DictReader(open(os.path.join(run_dir, "csv", "metrics.csv"))))
+    return {int(r["step"]): float(r["train/loss"]) for r in rows if r.get("train/loss")}
+
+
+def test_fast_run_trains_validates_tests_and_checkpoints(fast_run):
+    cfg, res = fast_run
+    assert res["global_step"] == 8
+    for stage in ("val", "test"):
+        for m in ("t2a_R@1", "a2t_R@10", "t2a_mAP@10", "zeroshot_top1", "zeroshot_chance"):
+            assert f"{stage}/sentences/{m}" in res[stage], m
+    assert res["test"]["test/sentences/n_clips"] == 24
+    run_dir = res["run_dir"]
+    assert json.load(open(os.path.join(run_dir, "results.json")))["global_step"] == 8
+    assert os.path.exists(os.path.join(run_dir, "checkpoints", "last.ckpt"))
+    assert len(losses(run_dir)) == 8
+    metrics = open(os.path.join(run_dir, "csv", "metrics.csv")).read()
+    assert "perf/samples_per_s" in metrics and "perf/mfu" in metrics and "train/lr" in metrics
+
+
+def test_checkpoint_loads_safely_and_has_plain_hparams(fast_run):
+    ck = torch.load(os.path.join(fast_run[1]["run_dir"], "checkpoints", "last.ckpt"), weights_only=True)
+    assert ck["global_step"] == 8 and "text_assets" in ck and "rng" in ck
+    assert type(ck["hyper_parameters"]["model_cfg"]) is dict
+    assert ck["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["batches"] == 8
+
+
+def test_load_model_api(fast_run):
+    from clap_train import load_model
+
+    m = load_model(os.path.join(fast_run[1]["run_dir"], "checkpoints", "last.ckpt"))
+    assert not m.training
+    wav = torch.randn(2, 22050) * 0.1
+    a1, a2 = m.encode_audio(wav, sample_rate=22050), m.encode_audio(wav, sample_rate=22050)
+    t = m.encode_text(["a bell rings twice", "a low drum"])
+    assert a1.shape == t.shape == (2, 32) and torch.equal(a1, a2)
+    assert torch.allclose(a1.norm(dim=-1), torch.ones(2), atol=1e-5)
+
+
+def test_exact_resume_mid_epoch(fast_run, tmp_path, data_root):
+    """Resume from the step-2 checkpoint (mid-epoch): steps 3..8 give the same losses as the unbroken run."""
+    from clap_train.run import run
+
+    cfg, res = fast_run
+    ref = losses(res["run_dir"])
+    ck = sorted(glob.glob(os.path.join(res["run_dir"], "checkpoints", "step*2.ckpt")))
+    assert ck, os.listdir(os.path.join(res["run_dir"], "checkpoints"))
+    cfg2 = compose_cfg(tmp_path, ["trainer.max_epochs=2", f"ckpt_path={ck[0]}", "test_after_fit=false"], data_root)
+    res2 = run(cfg2)
+    assert res2["global_step"] == 8
+    got = losses(res2["run_dir"])
+    assert sorted(got) == [3, 4, 5, 6, 7, 8] or sorted(got) == list(range(2, 8)) or len(got) == 6
+    for step, loss in got.items():
+        assert abs(loss - ref[step]) < 1e-6, (step, loss, ref[step])
+
+
+def test_auto_resume_continues_step_and_optimizer(tmp_path, data_root):
+    from clap_train.run import run
+
+    run(compose_cfg(tmp_path, ["trainer.max_epochs=1", "test_after_fit=false", "name=resume"], data_root))
+    res = run(compose_cfg(tmp_path, ["trainer.max_epochs=2", "test_after_fit=false", "name=resume"], data_root))
+    assert res["global_step"] == 8
+    ck = torch.load(os.path.join(res["run_dir"], "checkpoints", "last.ckpt"), weights_only=True)
+    steps = {int(s["step"]) for s in ck["optimizer_states"][0]["state"].values()}
+    assert steps == {8}
+
+
+def test_init_from_fine_tunes(fast_run, tmp_path, data_root):
+    from clap_train.run import run
+
+    src = os.path.join(fast_run[1]["run_dir"], "checkpoints", "last.ckpt")
+    res = run(compose_cfg(tmp_path, [f"init_from={src}", "test_after_fit=false", "optim.lr=1e-4"], data_root))
+    assert res["global_step"] == 4 and os.path.exists(res["checkpoint"])
+
+
+def cli(args, tmp_path, timeout=600):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    return subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.slow
+def test_multirun_sweep_two_values(tmp_path):
+    p = cli(["-m", "debug=fast", "optim.lr=1e-3,2e-3", f"paths.root={tmp_path}", "test_after_fit=false",
+             *SMALL_DATA], tmp_path)
+    assert p.returncode == 0, p.stderr[-3000:]
+    results = sorted(glob.glob(str(tmp_path / "runs" / "*" / "results.json")))
+    assert len(results) == 2, os.listdir(tmp_path / "runs")
+    lrs = set()
+    for r in results:
+        cfg_text = open(os.path.join(os.path.dirname(r), "config.yaml")).read()
+        lrs |= {line.split(":")[1].strip() for line in cfg_text.splitlines() if line.strip().startswith("lr:")}
+        assert json.load(open(r))["global_step"] == 4
+    assert lrs == {"0.001", "0.002"}
+
+
+def test_wrong_group_option_names_choices(tmp_path):
+    p = cli(["audio_encoder=nope"], tmp_path, timeout=120)
+    assert p.returncode != 0
+    assert "nope" in p.stderr and "pann_tiny" in p.stderr and "pann_cnn14" in p.stderr
+
+
+def test_unknown_key_is_named(tmp_path):
+    p = cli(["optim.lrr=1"], tmp_path, timeout=120)
+    assert p.returncode != 0 and "lrr" in p.stderr

@@ -102,7 +102,8 @@ def run(cfg: DictConfig) -> dict:
     best = _best_checkpoint(trainer)
     results["checkpoint"] = best or os.path.join(ckpt_dir, "last.ckpt")
     if cfg.get("test_after_fit", True) and dm.cfg_test:
-        trainer.test(lit, datamodule=dm, ckpt_path=best, weights_only=True) if best else trainer.test(lit, datamodule=dm)
+        kw = {"ckpt_path": best, "weights_only": True} if best else {}
+        trainer.test(lit, datamodule=dm, verbose=False, **kw)
         results["test"] = lit.last_eval.get("test", {})
     results["wall_seconds"] = time.time() - t0
     results["chance"] = {k: v for k, v in results.get("test", {}).items() if k.endswith("zeroshot_chance")}

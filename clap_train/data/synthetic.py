@@ -1,9 +1,9 @@
 """A compositional synthetic audio-caption set, written as real shards in the LAION-Audio-630K layout.
 
 Every clip is a sound *source* (timbre) at a *pitch*, repeated a *count* of times at a *loudness*.
-For each source one pitch is held out of training (source i holds out pitch i mod 3): the validation
-and test splits contain only those unseen (source, pitch) pairs, so zero-shot classification of the
-source on them measures generalisation, not memorisation. Two caption styles make two datasets:
+For each source one count is held out of training (source i is never heard `COUNTS[i mod 3]` in
+training): the validation and test splits contain only those unseen (source, count) pairs, so
+zero-shot classification of the source on them measures compositional generalisation, not recall. Two caption styles make two datasets:
 `sentences` (several varied sentences per clip, `"text"` a list) and `tags` (AudioSet-style: only a
 `"tag"` list; captions come from templates at load time). Deterministic from a seed.
 """
@@ -41,14 +41,14 @@ TEMPLATES = [
 ]
 
 
-def held_out(source: str, pitch: str) -> bool:
-    return PITCHES.index(pitch) == SOURCES.index(source) % 3
+def held_out(source: str, count: str) -> bool:
+    return COUNTS.index(count) == SOURCES.index(source) % 3
 
 
 def combos(split: str) -> list[tuple[str, str, str, str]]:
     keep_held = split != "train"
     return [(s, p, c, l) for s in SOURCES for p in PITCHES for c in COUNTS for l in LOUDNESS
-            if held_out(s, p) == keep_held]
+            if held_out(s, c) == keep_held]
 
 
 def _event(source: str, f0: float, n: int, sr: int, rng: np.random.Generator) -> np.ndarray:
@@ -139,7 +139,7 @@ def ensure_synthetic(spec: SyntheticSpec, log=print) -> str:
     """Write the set under `spec.root` unless a complete copy with the same settings is there."""
     n_train = dict(spec.n_train or {"sentences": 3000, "tags": 1500})
     manifest = {"seed": spec.seed, "sample_rate": spec.sample_rate, "n_train": n_train, "n_valid": spec.n_valid,
-                "n_test": spec.n_test, "shard_size": spec.shard_size, "version": 1}
+                "n_test": spec.n_test, "shard_size": spec.shard_size, "version": 2}
     mpath = os.path.join(spec.root, "manifest.json")
     try:
         with open(mpath) as f:

@@ -119,3 +119,19 @@ def test_wrong_group_option_names_choices(tmp_path):
 def test_unknown_key_is_named(tmp_path):
     p = cli(["optim.lrr=1"], tmp_path, timeout=120)
     assert p.returncode != 0 and "lrr" in p.stderr
+
+
+@pytest.mark.slow
+def test_all_loggers_offline(tmp_path, data_root, monkeypatch):
+    """csv + tensorboard + wandb together; wandb goes offline by itself without an API key."""
+    from clap_train.run import run
+
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc with a key
+    res = run(compose_cfg(tmp_path, ["logger=many", "test_after_fit=false"], data_root))
+    d = res["run_dir"]
+    assert glob.glob(os.path.join(d, "tensorboard", "events.out.tfevents.*"))
+    assert os.path.exists(os.path.join(d, "csv", "metrics.csv"))
+    offline = glob.glob(os.path.join(d, "wandb", "offline-run-*"))
+    assert offline, os.listdir(os.path.join(d, "wandb")) if os.path.exists(os.path.join(d, "wandb")) else d

@@ -11,9 +11,11 @@ def format_report(results: dict) -> str:
     for stage in ("val", "test"):
         flat = results.get(stage) or {}
         sources = sorted({k.split("/")[1] for k in flat})
+        if len(sources) == 2 and "mean" in sources:  # one source: its mean is itself
+            sources.remove("mean")
         if not sources:
             continue
-        lines.append(f"\n{stage} split" + (" (held-out attribute combinations)" if stage != "train" else ""))
+        lines.append(f"\n{stage} split")
         lines.append(f"  {'metric':<16}" + "".join(f"{s:>14}" for s in sources))
         for m in METRICS:
             if any(f"{stage}/{s}/{m}" in flat for s in sources):

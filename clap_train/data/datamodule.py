@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 from clap_train.data.collate import Tokenize
 from clap_train.data.datasets import EvalStream, TrainStream, worker_init
 from clap_train.data.decode import AudioSpec
-from clap_train.data.shards import expand_shards, read_sizes
+from clap_train.data.shards import ensure_sizes, expand_shards
 from clap_train.data.stream import SourceSpec, StreamOpts
 
 log = logging.getLogger("clap_train.data")
@@ -44,10 +44,56 @@ def parse_sources(sources: Mapping | None, what: str, default_tag_templates: lis
         if missing:
             warnings.warn(f"data.{what}.{name}: {len(missing)} of {len(shards)} shards are missing "
                           f"(first: {missing[0]}); they will be counted as unreadable")
-        out.append(SourceSpec(name=str(name), shards=shards, weight=float(cfg.get("weight", 1.0)),
-                              caption_key=cfg.get("caption_key", "text"), tag_key=cfg.get("tag_key", "tag"),
+        weight = cfg.get("weight", 1.0)
+        if weight == "size":  # weight by the number of samples (LAION's default mixing)
+            sizes = ensure_sizes(shards)
+            if sizes is None:
+                raise ConfigError(f"data.{what}.{name}.weight=size needs sizes.json for remote shards; "
+                                  "give a number instead")
+            weight = sum(sizes.values())
+        out.append(SourceSpec(name=str(name), shards=shards, weight=float(weight),
+                              caption_key=_caption_key(cfg.get("caption_key", "text")),
+                              tag_key=cfg.get("tag_key", "tag"),
                               tag_templates=list(cfg.get("tag_templates") or default_tag_templates),
                               resample=bool(cfg.get("resample", False))))
+    return out
+
+
+def _caption_key(k):
+    return k if isinstance(k, str) else [str(x) for x in k]
+
+
+LAION_KEYS = {"root", "train", "val", "test", "splits", "weight"}
+
+
+def expand_laion(laion: Mapping | None) -> tuple[dict, dict, dict]:
+    """The LAION-Audio-630K folder layout `<root>/<dataset>/<split>/NNNNNN.tar`: naming a root and the
+    datasets per stage gives the sources; training sources are weighted by size unless told otherwise."""
+    if not laion or not laion.get("root"):
+        return {}, {}, {}
+    bad = set(laion) - LAION_KEYS
+    if bad:
+        raise ConfigError(f"data.laion: unknown key(s) {sorted(bad)}; valid keys: {sorted(LAION_KEYS)}")
+    splits = {"train": "train", "val": "valid", "test": "test", **(laion.get("splits") or {})}
+    out = []
+    for stage in ("train", "val", "test"):
+        entry = {}
+        for ds in laion.get(stage) or []:
+            entry[str(ds)] = {"shards": os.path.join(str(laion["root"]), str(ds), splits[stage])}
+            if stage == "train":
+                entry[str(ds)]["weight"] = laion.get("weight", "size")
+        out.append(entry)
+    return out[0], out[1], out[2]
+
+
+def _merge(base: dict, extra: dict) -> dict:
+    """Sources named in `data.sources` refine (or with null, drop) the ones the layout generated."""
+    out = {k: dict(v) for k, v in base.items()}
+    for k, v in extra.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = {**out.get(k, {}), **dict(v)}
     return out
 
 
@@ -99,12 +145,13 @@ class ClapDataModule(L.LightningDataModule):
                  stream: Mapping | None = None, tag_templates: list[str] | None = None,
                  train_shards: Any = None, val_shards: Any = None, test_shards: Any = None,
                  pin_memory: bool = False, multiprocessing_context: str | None = None,
-                 prefetch_factor: int = 2, synthetic: Mapping | None = None):
+                 prefetch_factor: int = 2, laion: Mapping | None = None):
         super().__init__()
+        lt, lv, ls = expand_laion(laion)
         # `data.train_shards=...` is shorthand for a one-source mixture
-        self.cfg_sources = {"train": {"shards": train_shards}} if train_shards else dict(sources or {})
-        self.cfg_val = {"val": {"shards": val_shards}} if val_shards else dict(val_sources or {})
-        self.cfg_test = {"test": {"shards": test_shards}} if test_shards else dict(test_sources or {})
+        self.cfg_sources = {"train": {"shards": train_shards}} if train_shards else _merge(lt, dict(sources or {}))
+        self.cfg_val = {"val": {"shards": val_shards}} if val_shards else _merge(lv, dict(val_sources or {}))
+        self.cfg_test = {"test": {"shards": test_shards}} if test_shards else _merge(ls, dict(test_sources or {}))
         self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
         self.num_workers, self.steps_per_epoch = int(num_workers), steps_per_epoch
         self.audio = AudioSpec(**dict(audio or {}))
@@ -139,7 +186,7 @@ class ClapDataModule(L.LightningDataModule):
         return specs
 
     def train_samples(self) -> int | None:
-        sizes = [read_sizes(s.shards) for s in self.train_specs() if s.weight > 0]
+        sizes = [ensure_sizes(s.shards) for s in self.train_specs() if s.weight > 0]
         return None if any(x is None for x in sizes) else sum(sum(x.values()) for x in sizes)
 
     def resolve_steps_per_epoch(self) -> int:

@@ -79,9 +79,14 @@ def decode_audio(data: bytes, spec: AudioSpec, crop: str, rng: np.random.Generat
     return fit_length(x, spec.clip_samples, spec.pad), true_len, longer
 
 
-def decode_captions(sample: dict, caption_key: str = "text", tag_key: str = "tag",
+def decode_captions(sample: dict, caption_key: str | list[str] = "text", tag_key: str = "tag",
                     tag_templates: list[str] | None = None) -> tuple[list[str], list[str]]:
-    """Captions (all of them) and tags from the JSON member (or a .txt member)."""
+    """Captions (all of them) and tags from the JSON member (or a .txt member).
+
+    `caption_key` may be a list (e.g. `[text, text_augment_t5]`): the captions under all of those keys
+    are pooled, so training chooses among original and augmented captions.
+    """
+    keys = [caption_key] if isinstance(caption_key, str) else list(caption_key)
     meta: dict = {}
     if "json" in sample:
         try:
@@ -94,17 +99,17 @@ def decode_captions(sample: dict, caption_key: str = "text", tag_key: str = "tag
             raise BadSample("json_invalid", "not an object")
     elif "txt" in sample:
         try:
-            meta = {caption_key: sample["txt"].decode("utf-8")}
+            meta = {keys[0]: sample["txt"].decode("utf-8")}
         except UnicodeDecodeError:
             raise BadSample("caption_not_utf8") from None
     tags = meta.get(tag_key) or []
     tags = [t for t in (tags if isinstance(tags, list) else [tags]) if isinstance(t, str) and t.strip()]
-    raw = meta.get(caption_key)
-    if raw is None:
+    present = [meta[k] for k in keys if meta.get(k) is not None]
+    if not present:
         if tags and tag_templates:
             return [t.format(", ".join(tags)) for t in tag_templates], tags
         raise BadSample("missing_caption")
-    raw = raw if isinstance(raw, list) else [raw]
+    raw = [c for r in present for c in (r if isinstance(r, list) else [r])]
     caps = [c.strip() for c in raw if isinstance(c, str) and c.strip()]
     if not caps:
         raise BadSample("empty_caption")

@@ -43,6 +43,56 @@ def expand_shards(spec) -> list[str]:
     return out
 
 
+def count_samples(path: str) -> int:
+    """Samples in a local tar, from its headers alone (payloads are skipped, nothing is decoded)."""
+    import tarfile
+
+    from clap_train.data.tar_reader import AUDIO_EXTS, split_name
+
+    keys = set()
+    try:
+        with tarfile.open(path, "r|*") as tar:
+            for m in tar:
+                key, ext = split_name(m.name)
+                if m.isreg() and ext in AUDIO_EXTS:
+                    keys.add(key)
+    except (tarfile.TarError, OSError, EOFError):
+        pass  # a damaged shard counts what it holds before the damage
+    return len(keys)
+
+
+def ensure_sizes(shards: list[str], log=log.warning) -> dict[str, int] | None:
+    """`read_sizes`, but a local folder without `sizes.json` is counted once and the result cached beside
+    its shards (never guessed). Remote shards: None."""
+    sizes = read_sizes(shards)
+    if sizes is not None or any(is_remote(s) for s in shards):
+        return sizes
+    by_dir: dict[str, list[str]] = {}
+    for s in shards:
+        by_dir.setdefault(os.path.dirname(s), []).append(s)
+    for d, group in by_dir.items():
+        p = os.path.join(d, "sizes.json")
+        try:
+            with open(p) as f:
+                known = json.load(f)
+        except (OSError, ValueError):
+            known = {}
+        todo = [s for s in group if os.path.basename(s) not in known and os.path.exists(s)]
+        if not todo:
+            continue
+        log(f"{d}: no sample count for {len(todo)} shard(s) in sizes.json; counting them from the tar headers once")
+        known.update({os.path.basename(s): count_samples(s) for s in todo})
+        try:
+            tmp = f"{p}.tmp.{os.getpid()}"
+            with open(tmp, "w") as f:
+                json.dump(known, f, indent=1, sort_keys=True)
+            os.replace(tmp, p)
+        except OSError as e:
+            log(f"could not cache {p} ({e}); the count is used for this run only")
+            return {s: known.get(os.path.basename(s), 0) for s in shards}
+    return read_sizes([s for s in shards if os.path.exists(s)])
+
+
 def read_sizes(shards: list[str]) -> dict[str, int] | None:
     """Sample counts from the `sizes.json` beside local shards; None when any shard is not covered."""
     sizes: dict[str, int] = {}

@@ -31,7 +31,7 @@ class SourceSpec:
     name: str
     shards: list[str]
     weight: float = 1.0
-    caption_key: str = "text"
+    caption_key: str | list[str] = "text"
     tag_key: str = "tag"
     tag_templates: list[str] = field(default_factory=list)
     resample: bool = False

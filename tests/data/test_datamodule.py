@@ -54,7 +54,7 @@ def test_loader_resume_with_two_workers_is_exact(synth_root, tokenize):
     resumed = take(dl2) + take(dl2)
     assert len(resumed) == 7
     for got, want in zip(resumed, ref[3:]):
-        assert got["key"] == want["key"]
+        assert got["key"] == want["key"] and got["source"] == want["source"]  # same source sequence
         assert torch.equal(got["audio"], want["audio"])
         assert torch.equal(got["text"]["input_ids"], want["text"]["input_ids"])
 

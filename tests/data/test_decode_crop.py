@@ -87,3 +87,9 @@ def test_captions_string_list_tags_and_errors():
         with pytest.raises(BadSample) as e:
             decode_captions({"json": raw})
         assert e.value.reason == reason
+
+
+def test_caption_key_list_pools_original_and_augmented():
+    raw = {"json": b'{"text": ["a dog"], "text_augment_t5": "a dog is barking loudly"}'}
+    assert decode_captions(raw, caption_key=["text", "text_augment_t5"])[0] == ["a dog", "a dog is barking loudly"]
+    assert decode_captions(raw, caption_key="text")[0] == ["a dog"]

@@ -23,9 +23,12 @@ def test_fast_run_trains_validates_tests_and_checkpoints(fast_run):
     cfg, res = fast_run
     assert res["global_step"] == 8
     for stage in ("val", "test"):
-        for m in ("t2a_R@1", "a2t_R@10", "t2a_mAP@10", "zeroshot_top1", "zeroshot_chance"):
-            assert f"{stage}/sentences/{m}" in res[stage], m
-    assert res["test"]["test/sentences/n_clips"] == 24
+        for src in ("sentences", "tags", "mean"):  # per source, and their mean
+            for m in ("t2a_R@1", "a2t_R@10", "t2a_mAP@10", "zeroshot_top1", "zeroshot_chance"):
+                assert f"{stage}/{src}/{m}" in res[stage], (src, m)
+    m = res["test"]
+    assert m["test/mean/t2a_R@1"] == pytest.approx((m["test/sentences/t2a_R@1"] + m["test/tags/t2a_R@1"]) / 2)
+    assert res["test"]["test/sentences/n_clips"] == 24 and res["test"]["test/tags/n_clips"] == 24
     run_dir = res["run_dir"]
     assert json.load(open(os.path.join(run_dir, "results.json")))["global_step"] == 8
     assert os.path.exists(os.path.join(run_dir, "checkpoints", "last.ckpt"))

@@ -16,6 +16,24 @@ def cmd_make_synthetic(args) -> int:
     return 0
 
 
+def cmd_check_data(args) -> int:
+    """Exit status 0 when the data can train, 1 when it cannot (the reason is printed)."""
+    from tqdm import tqdm
+
+    from clap_train.data.check import check_shards, format_report, save_json, verdict
+
+    caption_key = args.caption_key if len(args.caption_key) > 1 else args.caption_key[0]
+    rep = check_shards(args.shards, caption_key=caption_key, tag_templates=args.tag_template,
+                       max_seconds=args.max_seconds,
+                       progress=lambda xs: tqdm(xs, desc="shards", unit="shard", disable=not sys.stderr.isatty()))
+    print(format_report(rep))
+    ok, why = verdict(rep, args.max_bad_fraction)
+    print(("OK: " if ok else "CANNOT TRAIN: ") + why)
+    if args.json:
+        save_json(rep, args.json)
+    return 0 if ok else 1
+
+
 def cmd_encode(args) -> int:
     """Embed audio files and/or texts with a trained checkpoint (a quick check of a model)."""
     import numpy as np
@@ -62,6 +80,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-test", type=int, default=240)
     p.add_argument("--shard-size", type=int, default=250)
     p.set_defaults(func=cmd_make_synthetic)
+
+    p = sub.add_parser("check-data", help="read shards as training would; report contents and damage")
+    p.add_argument("shards", nargs="+", help="folders, globs, brace patterns or URLs")
+    p.add_argument("--caption-key", nargs="+", default=["text"])
+    p.add_argument("--tag-template", action="append", help="captions from tags when there is no caption")
+    p.add_argument("--max-seconds", type=float, default=3600.0, help="longer clips count as bad")
+    p.add_argument("--max-bad-fraction", type=float, default=0.5, help="exit 1 above this fraction")
+    p.add_argument("--json", help="write the report as JSON")
+    p.set_defaults(func=cmd_check_data)
 
     p = sub.add_parser("encode", help="embed audio files and texts with a checkpoint; print best matches")
     p.add_argument("--checkpoint", required=True)

@@ -40,38 +40,61 @@ def find_audio(sample: dict) -> tuple[str, bytes]:
     raise BadSample("missing_audio")
 
 
-def decode_audio(data: bytes, spec: AudioSpec, crop: str, rng: np.random.Generator | None):
-    """Decode only the crop window (seeking in the file), mix to mono, resample, pad.
+# container formats libsndfile reports, by member extension
+FORMATS = {"flac": {"FLAC"}, "wav": {"WAV", "WAVEX", "RF64", "W64"}, "ogg": {"OGG"}, "opus": {"OGG"},
+           "mp3": {"MP3", "MPEG"}, "aiff": {"AIFF"}, "aif": {"AIFF"}, "au": {"AU"}}
 
-    Returns (waveform float32 [clip_samples], true length in model samples before padding, longer flag).
-    """
+
+def open_audio(data: bytes, spec: AudioSpec, ext: str | None = None) -> sf.SoundFile:
+    """Open encoded audio after the checks that need no decoding (format, length, channels)."""
     try:
         f = sf.SoundFile(io.BytesIO(data))
     except Exception as e:  # libsndfile raises several types for unknown or damaged formats
         raise BadSample("corrupt_audio", str(e)[:120]) from None
-    with f:
-        sr, ch, n = f.samplerate, f.channels, f.frames
-        if sr <= 0 or n <= 0:
-            raise BadSample("empty_audio")
-        if ch > spec.max_channels:
-            raise BadSample("too_many_channels", f"{ch} channels")
-        if n / sr > spec.max_seconds:
-            raise BadSample("too_long", f"{n / sr:.0f} s")
-        window = int(np.ceil(spec.clip_seconds * sr))
-        start = choose_window(n, window, crop, rng)
-        try:
-            if start:
-                f.seek(start)
-            x = f.read(min(window, n - start), dtype="float32", always_2d=True)
-        except Exception as e:
-            raise BadSample("corrupt_audio", str(e)[:120]) from None
+    if ext in FORMATS and f.format not in FORMATS[ext]:
+        f.close()
+        raise BadSample("mislabeled_audio", f".{ext} member holds {f.format}")
+    sr, ch, n = f.samplerate, f.channels, f.frames
+    reason = ("empty_audio" if sr <= 0 or n <= 0 else "too_many_channels" if ch > spec.max_channels
+              else "too_long" if n / sr > spec.max_seconds else None)
+    if reason:
+        f.close()
+        raise BadSample(reason, f"{ch} channels, {n} frames at {sr} Hz")
+    return f
+
+
+def read_checked(f: sf.SoundFile, start: int, frames: int) -> np.ndarray:
+    """Read, then reject damage only the samples show: nothing decoded, NaN/inf, digital silence.
+    Returns mono float32."""
+    try:
+        if start:
+            f.seek(start)
+        x = f.read(frames, dtype="float32", always_2d=True)
+    except Exception as e:
+        raise BadSample("corrupt_audio", str(e)[:120]) from None
     if x.shape[0] == 0:
         raise BadSample("corrupt_audio", "no frames decoded")
+    if x.shape[0] < frames:
+        raise BadSample("truncated_audio", f"{x.shape[0]} of {frames} frames decoded")
     if not np.isfinite(x).all():
         raise BadSample("nonfinite_audio")
-    x = x.mean(axis=1) if ch > 1 else x[:, 0]
+    x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
     if not np.any(x):
         raise BadSample("silent_audio")
+    return x
+
+
+def decode_audio(data: bytes, spec: AudioSpec, crop: str, rng: np.random.Generator | None,
+                 ext: str | None = None):
+    """Decode only the crop window (seeking in the file), mix to mono, resample, pad.
+
+    Returns (waveform float32 [clip_samples], true length in model samples before padding, longer flag).
+    """
+    with open_audio(data, spec, ext) as f:
+        sr, n = f.samplerate, f.frames
+        window = int(np.ceil(spec.clip_seconds * sr))
+        start = choose_window(n, window, crop, rng)
+        x = read_checked(f, start, min(window, n - start))
     if sr != spec.sample_rate:
         x = soxr.resample(x, sr, spec.sample_rate).astype(np.float32, copy=False)
     true_len = min(x.shape[0], spec.clip_samples)

@@ -9,6 +9,7 @@ micro-batches inside `training_step`.
 from __future__ import annotations
 
 import math
+import os
 import random
 from contextlib import nullcontext
 
@@ -153,8 +154,12 @@ class ClapLit(L.LightningModule):
             self.nonfinite_in_a_row += 1
             self.log("train/skipped_nonfinite", float(self.nonfinite_in_a_row))
             if self.nonfinite_in_a_row >= self.optim_cfg["max_nonfinite"]:
+                # the skipped steps changed nothing: the weights now are the last good state
+                path = os.path.join(self.trainer.default_root_dir, "checkpoints", "nonfinite-stop.ckpt")
+                self.trainer.save_checkpoint(path)
                 raise RuntimeError(f"{self.nonfinite_in_a_row} optimiser steps in a row had a non-finite loss or "
-                                   "gradient; stopping (lower optim.lr or check the data)")
+                                   f"gradient; stopping. The last good state is in {path} "
+                                   "(lower optim.lr, or check the data)")
         bs = batch["audio"].shape[0]
         self.log("train/loss", loss, prog_bar=True, batch_size=bs)
         self.log("train/grad_norm", gnorm, batch_size=bs)

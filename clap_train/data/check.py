@@ -121,3 +121,43 @@ def verdict(rep: Report, max_bad_fraction: float) -> tuple[bool, str]:
 def save_json(rep: Report, path: str) -> None:
     with open(path, "w") as f:
         json.dump(rep.as_dict(), f, indent=1)
+
+
+def probe_source(name: str, shards: list[str], caption_key="text", tag_templates=None, n: int = 64,
+                 what: str = "sources") -> None:
+    """Fail at start-up, not after hours of silence, when the configured keys match nothing: the first
+    readable shard must hold samples with an audio member and a caption under `caption_key` (or tags
+    with templates). Raises ValueError naming the source, the keys seen and the fix."""
+    from clap_train.data.decode import decode_captions
+
+    counter = SkipCounter(warn_every_s=1e9)
+    exts, fields, seen, with_audio, with_caption = Counter(), Counter(), 0, 0, 0
+    for url in shards[:4]:
+        for raw in read_shard(url, counter, 256 << 20):
+            seen += 1
+            exts.update(k for k in raw if not k.startswith("__"))
+            try:
+                meta = json.loads(raw["json"]) if "json" in raw else {}
+                fields.update(list(meta) if isinstance(meta, dict) else [])
+            except ValueError:
+                pass
+            try:
+                find_audio(raw)
+                with_audio += 1
+                decode_captions(raw, caption_key, "tag", list(tag_templates or []) or None)
+                with_caption += 1
+            except BadSample:
+                pass
+            if seen >= n:
+                break
+        if seen:
+            break
+    where = f"data.{what}.{name}"
+    if not seen:
+        raise ValueError(f"{where}: none of the first shards could be read ({dict(counter.counts)})")
+    if not with_audio:
+        raise ValueError(f"{where}: no audio member in the first {seen} samples; members seen: {dict(exts)}")
+    if not with_caption:
+        raise ValueError(f"{where}: no sample among the first {seen} has a caption under caption_key={caption_key!r}"
+                         f"; JSON fields seen: {dict(fields)} (set data.{what}.{name}.caption_key, or "
+                         "tag_templates for tag-only data)")

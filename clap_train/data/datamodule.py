@@ -211,8 +211,27 @@ class ClapDataModule(L.LightningDataModule):
                       multiprocessing_context=self.mp_context)
         return kw
 
+    def check_sources(self, specs: list[SourceSpec], what: str) -> None:
+        """Start-up checks that would otherwise surface as a hang or a crash inside a worker."""
+        from clap_train.data.check import probe_source
+
+        readers = self.world * max(1, self.num_workers)
+        for s in specs:
+            if what == "sources" and s.weight > 0 and not s.resample and len(s.shards) < readers:
+                raise ConfigError(
+                    f"data.sources.{s.name}: {len(s.shards)} shard(s) for {self.world} rank(s) x "
+                    f"{max(1, self.num_workers)} worker(s) = {readers} readers; use fewer workers, more shards "
+                    f"or data.sources.{s.name}.resample=true")
+            if s.weight > 0:
+                try:
+                    probe_source(s.name, s.shards, s.caption_key, s.tag_templates, what=what)
+                except ValueError as e:
+                    raise ConfigError(str(e)) from None
+
     def train_dataloader(self) -> DataLoader:
-        ds = TrainStream(self.train_specs(), self.audio, self.opts, self.per_rank_batch(self.world),
+        specs = self.train_specs()
+        self.check_sources(specs, "sources")
+        ds = TrainStream(specs, self.audio, self.opts, self.per_rank_batch(self.world),
                          self.resolve_steps_per_epoch(), self.rank, self.world, max(1, self.num_workers),
                          self.tokenize)
         self._train_loader = _TrainLoader(ds, **self._loader_kw(self.num_workers))
@@ -220,7 +239,9 @@ class ClapDataModule(L.LightningDataModule):
 
     def _eval_loaders(self, stage: str) -> list[DataLoader]:
         loaders = []
-        for spec in self.eval_specs(stage):
+        specs = self.eval_specs(stage)
+        self.check_sources(specs, "val_sources" if stage == "val" else "test_sources")
+        for spec in specs:
             ds = EvalStream(spec, self.audio, self.opts, self.eval_batch_size, self.rank, self.world, self.tokenize)
             workers = min(self.num_workers, max(1, len(spec.shards[self.rank::self.world])))
             loaders.append(DataLoader(ds, batch_size=None, **self._loader_kw(workers)))

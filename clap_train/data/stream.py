@@ -45,6 +45,8 @@ class StreamOpts:
     buffer_bytes: int = 256 << 20
     max_member_bytes: int = 64 << 20
     max_consecutive_bad: int = 1000
+    max_bad_fraction: float = 0.5    # of a slot's samples, checked once `min_samples_for_fraction` were read
+    min_samples_for_fraction: int = 500
 
 
 def _nbytes(sample: dict) -> int:
@@ -126,8 +128,15 @@ class SourceStream:
         while buf:
             yield pop()
 
+    def _check_fraction(self, good: int, bad: int) -> None:
+        n = good + bad
+        if n >= self.opts.min_samples_for_fraction and bad > self.opts.max_bad_fraction * n:
+            raise RuntimeError(
+                f"source {self.src.name!r}: {bad} of the last {n} samples were unusable (more than "
+                f"data.stream.max_bad_fraction={self.opts.max_bad_fraction}); skips: {dict(self.skips.counts)}")
+
     def _samples(self) -> Iterator[dict]:
-        bad_run, empty_groups = 0, 0
+        bad_run, empty_groups, good, bad = 0, 0, 0, 0
         while True:
             g, skip_n, mute = self.group, self.emitted, self.read
             got = False
@@ -144,6 +153,8 @@ class SourceStream:
                 except BadSample as e:
                     self.skips.skip(e.reason, f"{raw['__shard__']}:{raw['__key__']}", e.detail)
                     bad_run += 1
+                    bad += 1
+                    self._check_fraction(good, bad)
                     if bad_run >= self.opts.max_consecutive_bad:
                         raise RuntimeError(
                             f"source {self.src.name!r}: the last {bad_run} samples were all unusable "
@@ -151,6 +162,9 @@ class SourceStream:
                             "(shards, caption_key) and the audio files") from None
                     continue
                 bad_run = 0
+                good += 1
+                if good + bad >= 4 * self.opts.min_samples_for_fraction:  # a sliding-ish window
+                    good, bad = good // 2, bad // 2
                 yield sample
             empty_groups = 0 if got else empty_groups + 1
             if empty_groups >= max(8, len(self.src.shards)):

@@ -1,0 +1,55 @@
+"""Data mistakes fail at start-up with a message naming the source and the fix, never as a hang."""
+
+import pytest
+
+from clap_train.data.datamodule import ClapDataModule, ConfigError
+from clap_train.data.decode import AudioSpec
+from clap_train.data.shards import expand_shards
+from clap_train.data.skips import SkipCounter
+from clap_train.data.stream import SourceSpec, SourceStream, StreamOpts
+from clap_train.data.writer import ShardWriter, encode_json
+from tests.data.damage import good
+
+
+def loader(tokenize, **kw):
+    dm = ClapDataModule(**kw).bind(tokenize)
+    dm.setup()
+    return dm.train_dataloader()
+
+
+def test_fewer_shards_than_readers_without_resampling(synth_root, tokenize):
+    with pytest.raises(ConfigError, match="data.sources.tags: 3 shard.*resample=true"):
+        loader(tokenize, sources={"tags": {"shards": f"{synth_root}/tags/train", "tag_templates": ["{}"]}},
+               num_workers=4, steps_per_epoch=2)
+    loader(tokenize, sources={"tags": {"shards": f"{synth_root}/tags/train", "tag_templates": ["{}"],
+                                       "resample": True}}, num_workers=4, steps_per_epoch=2)
+
+
+def test_caption_key_matching_nothing_names_the_fields_seen(tmp_path, tokenize):
+    with ShardWriter(str(tmp_path), maxcount=10) as w:
+        for i in range(5):
+            w.write(f"k{i}", {"flac": good(i)["flac"], "json": encode_json({"description": "a dog"})})
+    with pytest.raises(ConfigError, match="data.sources.s: .*caption_key='text'.*JSON fields seen.*description"):
+        loader(tokenize, sources={"s": {"shards": str(tmp_path)}}, num_workers=0, steps_per_epoch=2)
+    loader(tokenize, sources={"s": {"shards": str(tmp_path), "caption_key": "description"}}, num_workers=0,
+           steps_per_epoch=2)
+
+
+def test_no_audio_member_is_named(tmp_path, tokenize):
+    with ShardWriter(str(tmp_path), maxcount=10) as w:
+        for i in range(5):
+            w.write(f"k{i}", {"mp4": b"video", "json": encode_json({"text": "x"})})
+    with pytest.raises(ConfigError, match="no audio member"):
+        loader(tokenize, sources={"v": {"shards": str(tmp_path)}}, num_workers=0, steps_per_epoch=2)
+
+
+def test_too_large_bad_fraction_stops_with_reasons(tmp_path):
+    with ShardWriter(str(tmp_path), maxcount=100) as w:
+        for i in range(300):
+            bad = i % 3 != 0  # two thirds unusable, never 1000 in a row
+            w.write(f"k{i}", {"flac": b"junk" if bad else good(i)["flac"], "json": encode_json({"text": "x"})})
+    s = SourceStream(SourceSpec("web", expand_shards(str(tmp_path))), AudioSpec(sample_rate=16000, clip_seconds=0.2),
+                     StreamOpts(max_bad_fraction=0.5, min_samples_for_fraction=60), 0, 1, 0, 1, SkipCounter())
+    with pytest.raises(RuntimeError, match="source 'web'.*max_bad_fraction.*corrupt_audio"):
+        for _ in range(200):
+            next(s)

@@ -68,3 +68,22 @@ class Throughput(L.Callback):
         self.last = metrics
         self._wait = self._busy = 0.0
         self._samples = 0
+
+
+class KeepLastCheckpoints(L.Callback):
+    """Keep the newest `keep_last` step checkpoints in `dirpath` (never deleting the newest valid one)."""
+
+    def __init__(self, dirpath: str, keep_last: int = 3):
+        self.dirpath, self.keep_last = dirpath, keep_last
+
+    def _prune(self, trainer):
+        if trainer.is_global_zero:
+            from clap_train.checkpoints.files import prune
+
+            prune(self.dirpath, self.keep_last)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        self._prune(trainer)
+
+    def on_train_end(self, trainer, pl_module):
+        self._prune(trainer)

@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from clap_train.checkpoints.files import is_valid, newest_valid
 from clap_train.checkpoints.io import AtomicCheckpointIO
 from clap_train.checkpoints.load import init_weights
 from clap_train.data.datamodule import ClapDataModule, ConfigError
@@ -38,10 +39,11 @@ def find_resume(cfg: DictConfig, ckpt_dir: str) -> str | None:
     if cfg.get("ckpt_path"):
         if not os.path.exists(cfg.ckpt_path):
             raise ConfigError(f"ckpt_path={cfg.ckpt_path}: file not found")
+        if not is_valid(str(cfg.ckpt_path)):
+            raise ConfigError(f"ckpt_path={cfg.ckpt_path}: corrupted, incomplete or not a clap_train checkpoint")
         return str(cfg.ckpt_path)
-    last = os.path.join(ckpt_dir, "last.ckpt")
-    if cfg.get("resume", "auto") == "auto" and os.path.exists(last):
-        return last
+    if cfg.get("resume", "auto") == "auto":
+        return newest_valid(ckpt_dir)
     return None
 
 

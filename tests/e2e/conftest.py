@@ -41,5 +41,5 @@ def fast_run(tmp_path_factory, data_root):
     from clap_train.run import run
 
     tmp = tmp_path_factory.mktemp("fast_run")
-    cfg = compose_cfg(tmp, ["callbacks.last_checkpoint.save_top_k=-1", "trainer.max_epochs=2"], data_root)
+    cfg = compose_cfg(tmp, ["callbacks.keep_last_checkpoints.keep_last=100", "trainer.max_epochs=2"], data_root)
     return cfg, run(cfg)

@@ -138,3 +138,20 @@ def test_all_loggers_offline(tmp_path, data_root, monkeypatch):
     assert os.path.exists(os.path.join(d, "csv", "metrics.csv"))
     offline = glob.glob(os.path.join(d, "wandb", "offline-run-*"))
     assert offline, os.listdir(os.path.join(d, "wandb")) if os.path.exists(os.path.join(d, "wandb")) else d
+
+
+def test_requeue_resumes_past_a_corrupted_newest_checkpoint(fast_run, tmp_path, data_root):
+    """The newest checkpoint is damaged: auto-resume warns and continues from the newest valid one."""
+    import shutil
+
+    from clap_train.run import find_resume
+
+    cfg, res = fast_run
+    d = tmp_path / "ck"
+    shutil.copytree(os.path.join(res["run_dir"], "checkpoints"), d)
+    for name in ("last.ckpt", "step0000008.ckpt"):
+        with open(d / name, "r+b") as f:
+            f.truncate(1000)
+    got = find_resume(compose_cfg(tmp_path, [], data_root), str(d))
+    assert got.endswith("step0000006.ckpt")
+    assert torch.load(got, weights_only=True)["global_step"] == 6

@@ -3,10 +3,12 @@
     python train.py                                   # the embedded default: synthetic shards, small model, CPU
     python train.py optim.lr=3e-4 trainer.max_epochs=5
     python train.py experiment=<name> trainer=ddp trainer.devices=8 data.train_shards='/data/train/{000000..000127}.tar'
-    python train.py -m optim.lr=1e-4,3e-4             # a sweep (hydra/launcher=slurm sends each job to SLURM)
+    python train.py -m optim.lr=1e-4,3e-4             # a sweep: one deterministic run dir per job
     python train.py init_from=path/to/checkpoint.ckpt # fine-tune from weights
     python train.py ckpt_path=runs/default/checkpoints/last.ckpt   # resume the full state
 """
+
+import sys
 
 import hydra
 from omegaconf import DictConfig
@@ -18,9 +20,14 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from clap_train.data.datamodule import ConfigError
     from clap_train.run import run
 
-    results = run(cfg)
+    try:
+        results = run(cfg)
+    except ConfigError as e:  # a config or input mistake: one clear line, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
     # the sweeper's objective: held-out zero-shot accuracy when there is one
     val = results.get("val", {})
     return val.get("val/mean/zeroshot_top1")

@@ -221,6 +221,7 @@ class ClapLit(L.LightningModule):
         # the tokenizer and text config travel with the weights: load_model needs no files or network
         checkpoint["text_assets"] = self.model.text_branch.assets()
         checkpoint["nonfinite_in_a_row"] = self.nonfinite_in_a_row
+        checkpoint["metrics"] = {k: dict(v) for k, v in self.last_eval.items()}  # per source and mean
         # RNG states as tensors and tuples of ints: weights_only-safe. Dropout and SpecAugment replay
         # exactly after a resume (the data pipeline seeds itself from positions, not from these).
         checkpoint["rng"] = {**_rng_state(), "python": random.getstate()}

@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from clap_train.checkpoints.files import is_valid, newest_valid
 from clap_train.checkpoints.io import AtomicCheckpointIO
-from clap_train.checkpoints.load import init_weights
+from clap_train.checkpoints.load import check_compatible, init_weights, read_checkpoint
 from clap_train.data.datamodule import ClapDataModule, ConfigError
 from clap_train.data.synthetic import SyntheticSpec, ensure_synthetic
 from clap_train.lit import ClapLit
@@ -76,7 +76,10 @@ def run(cfg: DictConfig) -> dict:
             int(cfg.trainer.max_epochs) * dm.resolve_steps_per_epoch()
     lit = ClapLit(plain(cfg.model), optim=optim, loss=plain(cfg.loss), eval=plain(cfg.eval))
     if cfg.get("init_from"):
-        init_weights(lit.model, cfg.init_from, log=log.info)
+        try:
+            init_weights(lit.model, cfg.init_from, log=log.info)
+        except (ValueError, FileNotFoundError, RuntimeError) as e:
+            raise ConfigError(f"init_from: {e}") from None
     dm.bind(lit.model.tokenizer)
     if dm.audio.sample_rate != lit.model.sample_rate:
         raise ConfigError(f"data.audio.sample_rate={dm.audio.sample_rate} but the model runs at "
@@ -96,6 +99,10 @@ def run(cfg: DictConfig) -> dict:
     resume = find_resume(cfg, ckpt_dir)
     if resume:
         log.info("resuming from %s", resume)
+        try:
+            check_compatible(read_checkpoint(resume, mmap=True), lit.model, resume)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     trainer.fit(lit, datamodule=dm, ckpt_path=resume)
     fit_s = time.time() - t0
 

@@ -11,11 +11,11 @@ from clap_train.model import CLAP, build_model
 PREFIXES = ("model.", "module.", "_orig_mod.")
 
 
-def read_checkpoint(path: str, map_location="cpu") -> dict:
+def read_checkpoint(path: str, map_location="cpu", mmap: bool = False) -> dict:
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True)
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:  # the refusal names the global that is not allowed
         raise RuntimeError(f"{path} cannot be loaded safely (weights_only=True): {e}") from None
 
@@ -47,9 +47,24 @@ def load_model(path: str, map_location="cpu") -> CLAP:
     return model.to(map_location).eval()
 
 
+def check_compatible(ck: dict, model: CLAP, path: str) -> None:
+    """A checkpoint trained at another sample rate, or with another tokenizer, cannot be continued."""
+    hp = (ck.get("hyper_parameters") or {}).get("model_cfg") or {}
+    sr = (hp.get("frontend") or {}).get("sample_rate")
+    if sr is not None and int(sr) != model.sample_rate:
+        raise ValueError(f"{path} was trained at {sr} Hz but this run's model is at {model.sample_rate} Hz "
+                         f"(data.audio.sample_rate); set data.audio.sample_rate={sr}")
+    vocab = ((ck.get("text_assets") or {}).get("config") or {}).get("vocab_size")
+    ours = model.text_branch.model.config.vocab_size
+    if vocab is not None and int(vocab) != ours:
+        raise ValueError(f"{path} has a text tower with a {vocab}-token vocabulary but text_encoder has {ours}: "
+                         "the tokenizer does not match; use the checkpoint's text_encoder")
+
+
 def init_weights(model: CLAP, path: str, log=print) -> None:
     """`init_from=`: weights only (no optimiser, step or data state) for fine-tuning."""
     ck = read_checkpoint(path)
+    check_compatible(ck, model, path)
     sd = strip_prefixes(ck.get("state_dict", ck))
     own = model.state_dict()
     usable = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}

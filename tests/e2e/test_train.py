@@ -40,6 +40,7 @@ def test_fast_run_trains_validates_tests_and_checkpoints(fast_run):
 def test_checkpoint_loads_safely_and_has_plain_hparams(fast_run):
     ck = torch.load(os.path.join(fast_run[1]["run_dir"], "checkpoints", "last.ckpt"), weights_only=True)
     assert ck["global_step"] == 8 and "text_assets" in ck and "rng" in ck
+    assert {"val/sentences/t2a_R@1", "val/tags/t2a_R@1", "val/mean/t2a_R@1"} <= set(ck["metrics"]["val"])
     assert type(ck["hyper_parameters"]["model_cfg"]) is dict
     assert ck["loops"]["fit_loop"]["state_dict"]["combined_loader"][0]["batches"] == 8
 
@@ -155,3 +156,18 @@ def test_requeue_resumes_past_a_corrupted_newest_checkpoint(fast_run, tmp_path, 
     got = find_resume(compose_cfg(tmp_path, [], data_root), str(d))
     assert got.endswith("step0000006.ckpt")
     assert torch.load(got, weights_only=True)["global_step"] == 6
+
+
+def test_init_from_other_sample_rate_is_a_clear_error(fast_run, tmp_path, data_root):
+    from clap_train.data.datamodule import ConfigError
+    from clap_train.run import run
+
+    src = os.path.join(fast_run[1]["run_dir"], "checkpoints", "last.ckpt")
+    with pytest.raises(ConfigError, match="trained at 48000 Hz.*data.audio.sample_rate=48000"):
+        run(compose_cfg(tmp_path, [f"init_from={src}", "data.audio.sample_rate=32000"], data_root))
+
+
+def test_config_errors_are_one_line_not_tracebacks(tmp_path):
+    p = cli(["ckpt_path=/nonexistent/x.ckpt", "debug=fast", *SMALL_DATA, f"paths.root={tmp_path}"], tmp_path)
+    assert p.returncode == 2
+    assert "error: ckpt_path=/nonexistent/x.ckpt: file not found" in p.stderr and "Traceback" not in p.stderr

@@ -48,3 +48,13 @@ def test_experiment_applies_its_deltas():
     assert cfg.data.batch_size == 2304 and cfg.audio_encoder.name == "cnn14"
     assert cfg.text_encoder.name_or_path == "roberta-base" and cfg.trainer.strategy == "ddp"
     assert cfg.model.clip_seconds == 10.0
+
+
+def test_mixture_experiment_lists_sources_with_weights():
+    cfg = compose_with(["experiment=audiocaps_clotho", "paths.data_dir=/d"])
+    assert {k: v.weight for k, v in cfg.data.sources.items()} == {"audiocaps": 0.45, "clotho": 0.35, "audioset": 0.2}
+    assert cfg.data.sources.clotho.shards == "/d/clotho/train"
+    assert set(cfg.data.val_sources) == {"audiocaps", "clotho"}
+    assert cfg.callbacks.best_checkpoint.monitor == "val/mean/t2a_R@1"
+    cfg = compose_with(["experiment=audiocaps_clotho", "data.sources.clotho.weight=0.5", "data.sources.audioset=null"])
+    assert cfg.data.sources.clotho.weight == 0.5 and cfg.data.sources.audioset is None

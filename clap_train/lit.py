@@ -21,6 +21,7 @@ from clap_train.eval.retrieval import retrieval_metrics
 from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
 from clap_train.loss import ContrastiveLoss
 from clap_train.model import CLAP, build_model
+from clap_train.secrets import redact
 
 OPTIM_DEFAULTS = dict(lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99), eps=1e-8, warmup_steps=50, schedule="cosine",
                       min_lr_ratio=0.0, clip_grad=1.0, accumulate=1, fused="auto", max_nonfinite=20,
@@ -41,8 +42,9 @@ class ClapLit(L.LightningModule):
             raise ValueError(f"optim.schedule={self.optim_cfg['schedule']!r}; valid choices: {', '.join(SCHEDULES)}")
         self.eval_cfg = {"templates": ["This is a sound of {}."], **(eval or {})}
         # plain containers only: our checkpoints load with torch.load(weights_only=True)
-        self.save_hyperparameters({"model_cfg": model_cfg, "optim": self.optim_cfg, "loss": dict(loss or {}),
-                                   "eval": self.eval_cfg})
+        # secrets masked: hyperparameters go into checkpoints and to every logger
+        self.save_hyperparameters(redact({"model_cfg": model_cfg, "optim": self.optim_cfg, "loss": dict(loss or {}),
+                                          "eval": self.eval_cfg}))
         self.model: CLAP = build_model(model_cfg, text_assets)
         self.loss_fn = ContrastiveLoss(**(loss or {}))
         self.nonfinite_in_a_row = 0

@@ -20,6 +20,7 @@ from clap_train.data.datamodule import ClapDataModule, ConfigError
 from clap_train.data.synthetic import SyntheticSpec, ensure_synthetic
 from clap_train.lit import ClapLit
 from clap_train.report import format_report
+from clap_train.secrets import redact
 
 log = logging.getLogger("clap_train")
 
@@ -77,7 +78,7 @@ def run(cfg: DictConfig) -> dict:
     lit = ClapLit(plain(cfg.model), optim=optim, loss=plain(cfg.loss), eval=plain(cfg.eval))
     if cfg.get("init_from"):
         try:
-            init_weights(lit.model, cfg.init_from, log=log.info)
+            init_weights(lit.model, cfg.init_from, log=log.info, trust=bool(cfg.get("trust_checkpoint")))
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             raise ConfigError(f"init_from: {e}") from None
     dm.bind(lit.model.tokenizer)
@@ -93,14 +94,15 @@ def run(cfg: DictConfig) -> dict:
     if dm.batch_size % (world * k):
         raise ConfigError(f"data.batch_size={dm.batch_size} (global) must divide by world size {world} x "
                           f"optim.accumulate={k}")
-    with open(os.path.join(run_dir, "config.yaml"), "w") as f:
-        f.write(OmegaConf.to_yaml(cfg, resolve=False))
+    with open(os.path.join(run_dir, "config.yaml"), "w") as f:  # resolved, with secrets masked
+        f.write(OmegaConf.to_yaml(OmegaConf.create(redact(plain(cfg)))))
 
     resume = find_resume(cfg, ckpt_dir)
     if resume:
         log.info("resuming from %s", resume)
         try:
-            check_compatible(read_checkpoint(resume, mmap=True), lit.model, resume)
+            check_compatible(read_checkpoint(resume, mmap=True, trust=bool(cfg.get("trust_checkpoint"))),
+                             lit.model, resume)
         except ValueError as e:
             raise ConfigError(str(e)) from None
     trainer.fit(lit, datamodule=dm, ckpt_path=resume)

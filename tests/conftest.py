@@ -25,6 +25,12 @@ def synth_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def data_root(synth_root):
+    """The synthetic root for end-to-end runs (`synthetic.root=`)."""
+    return synth_root
+
+
+@pytest.fixture(scope="session")
 def tokenize():
     from transformers import AutoTokenizer
 

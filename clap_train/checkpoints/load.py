@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 
 import torch
 
@@ -11,13 +12,50 @@ from clap_train.model import CLAP, build_model
 PREFIXES = ("model.", "module.", "_orig_mod.")
 
 
-def read_checkpoint(path: str, map_location="cpu", mmap: bool = False) -> dict:
+def numpy_safe_globals() -> list:
+    """numpy scalars and dtypes, as LAION's released .pt files carry them (numpy 1 and 2 spellings).
+    They rebuild plain numbers and dtypes only, so they are safe under weights_only."""
+    import numpy as np
+
+    scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
+    dtypes = {type(np.dtype(t)) for t in ("float16", "float32", "float64", "int8", "int16", "int32", "int64",
+                                           "uint8", "bool", "complex64", "complex128")}
+    return [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtypes]
+
+
+class UntrustedCheckpoint(RuntimeError):
+    pass
+
+
+def read_checkpoint(path: str, map_location="cpu", mmap: bool = False, trust: bool = False) -> dict:
+    """torch.load with weights_only=True (plus numpy scalars). A file that needs more than that is
+    refused with the name of the global it wanted, unless `trust` (trust_checkpoint=true) is given."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
-        return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-    except Exception as e:  # the refusal names the global that is not allowed
-        raise RuntimeError(f"{path} cannot be loaded safely (weights_only=True): {e}") from None
+        with torch.serialization.safe_globals(numpy_safe_globals()):
+            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+    except Exception as e:
+        if not isinstance(e, pickle.UnpicklingError) and "Weights only load failed" not in str(e):
+            raise RuntimeError(f"{path} cannot be loaded safely (weights_only=True): {e}") from None
+        wanted = _refused_global(str(e))
+        if not trust:
+            raise UntrustedCheckpoint(
+                f"{path} needs full pickle to load ({wanted or 'a global outside the allow-list'}), which can run "
+                "arbitrary code from the file. If you trust its source, pass trust_checkpoint=true "
+                "(--trust-checkpoint); better, do that once in a sandbox, save its state_dict (or "
+                "safetensors) and use that file, which loads safely.") from None
+    import warnings
+
+    warnings.warn(f"loading {path} with full pickle (trust_checkpoint=true): it can run code from the file")
+    return torch.load(path, map_location=map_location, weights_only=False)
+
+
+def _refused_global(msg: str) -> str:
+    import re
+
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", msg) or re.search(r"global ([\w.]+)", msg)
+    return f"global {m.group(1)}" if m else ""
 
 
 def strip_prefixes(sd: dict) -> dict:
@@ -33,9 +71,9 @@ def strip_prefixes(sd: dict) -> dict:
     return out
 
 
-def load_model(path: str, map_location="cpu") -> CLAP:
+def load_model(path: str, map_location="cpu", trust_checkpoint: bool = False) -> CLAP:
     """A clap_train checkpoint -> CLAP in eval mode, rebuilt from the config and tokenizer it carries."""
-    ck = read_checkpoint(path, map_location)
+    ck = read_checkpoint(path, map_location, trust=trust_checkpoint)
     hp = ck.get("hyper_parameters") or {}
     if "model_cfg" not in hp or "text_assets" not in ck:
         raise ValueError(f"{path} is not a clap_train checkpoint (no model_cfg/text_assets)")
@@ -61,9 +99,9 @@ def check_compatible(ck: dict, model: CLAP, path: str) -> None:
                          "the tokenizer does not match; use the checkpoint's text_encoder")
 
 
-def init_weights(model: CLAP, path: str, log=print) -> None:
+def init_weights(model: CLAP, path: str, log=print, trust: bool = False) -> None:
     """`init_from=`: weights only (no optimiser, step or data state) for fine-tuning."""
-    ck = read_checkpoint(path)
+    ck = read_checkpoint(path, trust=trust)
     check_compatible(ck, model, path)
     sd = strip_prefixes(ck.get("state_dict", ck))
     own = model.state_dict()

@@ -1,3 +1,4 @@
+import fractions
 import os
 import pickle
 
@@ -5,7 +6,7 @@ import pytest
 import torch
 
 from clap_train.checkpoints.io import AtomicCheckpointIO
-from clap_train.checkpoints.load import read_checkpoint, strip_prefixes
+from clap_train.checkpoints.load import UntrustedCheckpoint, read_checkpoint, strip_prefixes
 
 
 def test_strip_prefixes():
@@ -27,9 +28,22 @@ def test_pickle_payload_refused_and_never_run(tmp_path):
     path = tmp_path / "evil.ckpt"
     with open(path, "wb") as f:
         pickle.dump({"state_dict": {}, "x": Evil()}, f)
-    with pytest.raises(RuntimeError, match="weights_only"):
+    with pytest.raises(UntrustedCheckpoint, match="full pickle.*os.system|full pickle.*posix.system|trust_checkpoint"):
         read_checkpoint(str(path))
     assert not os.path.exists(MARKER)
+
+
+def test_numpy_scalars_load_without_opt_in_and_other_globals_need_it(tmp_path):
+    import numpy as np
+
+    torch.save({"epoch": np.int64(3), "best": np.float64(0.5), "dt": np.dtype("float32")}, tmp_path / "np.pt")
+    ck = read_checkpoint(str(tmp_path / "np.pt"))
+    assert ck["epoch"] == 3 and ck["best"] == 0.5
+    torch.save({"x": fractions.Fraction(1, 3)}, tmp_path / "c.pt")
+    with pytest.raises(UntrustedCheckpoint, match="fractions.Fraction"):
+        read_checkpoint(str(tmp_path / "c.pt"))
+    with pytest.warns(UserWarning, match="full pickle"):
+        assert read_checkpoint(str(tmp_path / "c.pt"), trust=True)["x"] == fractions.Fraction(1, 3)
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):

@@ -27,16 +27,6 @@ def compose_cfg(tmp_path, overrides=(), data_root=None):
 
 
 @pytest.fixture(scope="session")
-def data_root(tmp_path_factory):
-    from clap_train.data.synthetic import SyntheticSpec, ensure_synthetic
-
-    root = str(tmp_path_factory.mktemp("e2e_data") / "synthetic")
-    ensure_synthetic(SyntheticSpec(root=root, n_train={"sentences": 120, "tags": 60}, n_valid=24, n_test=24,
-                                   shard_size=20), log=lambda *_: None)
-    return root
-
-
-@pytest.fixture(scope="session")
 def fast_run(tmp_path_factory, data_root):
     from clap_train.run import run
 

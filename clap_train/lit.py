@@ -203,12 +203,15 @@ class ClapLit(L.LightningModule):
         store, self._eval_store = self._eval_store, {}
         classes_by_source = getattr(getattr(self.trainer, "datamodule", None), "zeroshot", {}) or {}
         results: dict[str, dict[str, float]] = {}
+        prompts: dict[tuple, torch.Tensor] = {}  # sources sharing a class list encode its prompts once
         for src in sorted(store):
             keys, audio, text, owner, tags = _gather_dedup(store[src])
             m = retrieval_metrics(audio, text, owner)
             classes = classes_by_source.get(src)
             if classes:
-                m.update(zeroshot_metrics(audio, self.class_embeddings(classes), labels_from_tags(tags, classes)))
+                if tuple(classes) not in prompts:
+                    prompts[tuple(classes)] = self.class_embeddings(classes)
+                m.update(zeroshot_metrics(audio, prompts[tuple(classes)], labels_from_tags(tags, classes)))
             m["n_clips"], m["n_captions"] = float(len(keys)), float(len(owner))
             results[src] = m
         if results:

@@ -44,6 +44,16 @@ class Report:
                 "bad_by_reason": dict(self.bad), "bad_examples": self.where}
 
 
+def _count_keys(raw: dict, exts: Counter, fields: Counter) -> None:
+    """Member extensions and top-level JSON fields of a raw sample (bad JSON is reported elsewhere)."""
+    exts.update(k for k in raw if not k.startswith("__"))
+    try:
+        meta = json.loads(raw["json"]) if "json" in raw else {}
+    except ValueError:
+        return
+    fields.update(list(meta) if isinstance(meta, dict) else [])
+
+
 class _Recorder(SkipCounter):
     def __init__(self, report: Report, examples: int):
         super().__init__(warn_every_s=1e9)
@@ -66,12 +76,7 @@ def check_shards(spec, caption_key="text", tag_templates=None, max_seconds=3600.
     for url in (progress(shards) if progress else shards):
         for raw in read_shard(url, rec, max_member_bytes):
             rep.samples += 1
-            rep.member_exts.update(k for k in raw if not k.startswith("__"))
-            try:
-                meta = json.loads(raw["json"]) if "json" in raw else {}
-                rep.json_fields.update(list(meta) if isinstance(meta, dict) else [])
-            except ValueError:
-                pass  # counted below as json_invalid
+            _count_keys(raw, rep.member_exts, rep.json_fields)
             try:
                 if raw.get("__dup__"):
                     raise BadSample("duplicate_key")
@@ -135,12 +140,7 @@ def probe_source(name: str, shards: list[str], caption_key="text", tag_templates
     for url in shards[:4]:
         for raw in read_shard(url, counter, 256 << 20):
             seen += 1
-            exts.update(k for k in raw if not k.startswith("__"))
-            try:
-                meta = json.loads(raw["json"]) if "json" in raw else {}
-                fields.update(list(meta) if isinstance(meta, dict) else [])
-            except ValueError:
-                pass
+            _count_keys(raw, exts, fields)
             try:
                 find_audio(raw)
                 with_audio += 1

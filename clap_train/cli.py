@@ -67,6 +67,21 @@ def cmd_encode(args) -> int:
     return 0
 
 
+def cmd_export(args) -> int:
+    """Convert any checkpoint we can load (ours, LAION .pt, Hugging Face dir) to another format."""
+    from clap_train.checkpoints.export import export
+    from clap_train.checkpoints.load import load_model
+
+    model = load_model(args.checkpoint, trust_checkpoint=args.trust_checkpoint, tokenizer=args.tokenizer)
+    try:
+        export(model, args.format, args.out)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out} ({args.format})")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="clap-train", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
@@ -96,6 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--text", nargs="*", default=[])
     p.add_argument("--out", help="write embeddings to this .npz")
     p.set_defaults(func=cmd_encode)
+
+    p = sub.add_parser("export", help="write a checkpoint as a Hugging Face ClapModel dir, LAION .pt or ours")
+    p.add_argument("checkpoint", help="ours (.ckpt), LAION-CLAP .pt, or a Hugging Face CLAP dir / hub id")
+    p.add_argument("out", help="output directory (hf) or file (laion, ours)")
+    p.add_argument("--format", required=True, choices=["hf", "laion", "ours"])
+    p.add_argument("--tokenizer", help="RoBERTa tokenizer for LAION .pt input (default roberta-base from the hub)")
+    p.add_argument("--trust-checkpoint", action="store_true",
+                   help="allow full pickle for a file that needs it (runs code from the file: trusted sources only)")
+    p.set_defaults(func=cmd_export)
 
     args = ap.parse_args(argv)
     return args.func(args)

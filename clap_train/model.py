@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clap_train.audio.frontend import LogMel
+from clap_train.audio.fusion import fusion_mels
 from clap_train.audio.pooling import build_pooling
 from clap_train.text.tower import TextTower
 
@@ -26,7 +27,7 @@ def projection(d_in: int, d_out: int) -> nn.Sequential:
 class CLAP(nn.Module):
     def __init__(self, frontend: LogMel, audio_encoder: nn.Module, pooling: nn.Module, text_encoder: TextTower,
                  embed_dim: int = 512, logit_scale_init: float = 1 / 0.07, logit_scale_max: float = 100.0,
-                 clip_seconds: float = 10.0, mask_padding: bool = False):
+                 clip_seconds: float = 10.0, mask_padding: bool = False, fusion_force_longer: bool = True):
         super().__init__()
         self.frontend, self.audio_branch, self.pooling = frontend, audio_encoder, pooling
         self.text_branch = text_encoder
@@ -39,6 +40,8 @@ class CLAP(nn.Module):
         self.logit_scale_max = logit_scale_max
         self.sample_rate, self.clip_seconds, self.mask_padding = frontend.sample_rate, clip_seconds, mask_padding
         self.embed_dim = embed_dim
+        self.clip_samples = int(round(clip_seconds * self.sample_rate))
+        self.fusion_force_longer = fusion_force_longer
 
     @property
     def tokenizer(self):
@@ -49,6 +52,11 @@ class CLAP(nn.Module):
 
     # --- features (unnormalised, as the loss and accumulation need them) ------------------------------
     def audio_features(self, audio: torch.Tensor, audio_len: torch.Tensor | None = None) -> torch.Tensor:
+        if self.audio_branch.fusion:  # long clips: global view + 3 local crops (audio/fusion.py)
+            mel, longer = fusion_mels(self.frontend, audio, audio_len, self.clip_samples, self.training,
+                                      self.fusion_force_longer)
+            frames = self.audio_branch.forward_frames(mel, longer)
+            return self.audio_projection(self.audio_branch.post_pool(self.pooling(frames, None)))
         mel = self.frontend(audio)                                   # [B, T, F], fp32
         frames = self.audio_branch.forward_frames(mel)               # [B, T', C]
         mask = None
@@ -74,13 +82,14 @@ class CLAP(nn.Module):
         """Waveforms `[B, T]` (float, any rate) or a list of 1-D clips -> L2-normalised `[B, D]`.
 
         Clips are resampled to the model rate, then cropped from the start or repeat-padded to the
-        model's clip length, exactly as at evaluation.
+        model's clip length, exactly as at evaluation. A fusion model keeps long clips whole (global
+        view + fixed local crops).
         """
         from clap_train.data.crop import fit_length
 
         clips = _as_clips(waveforms, lengths)
         sr = sample_rate or self.sample_rate
-        n = int(round(self.clip_seconds * self.sample_rate))
+        n = self.clip_samples
         out, dev = [], next(self.parameters()).device
         for i in range(0, len(clips), batch_size):
             chunk, lens = [], []
@@ -89,9 +98,11 @@ class CLAP(nn.Module):
                     import soxr
 
                     c = soxr.resample(c, sr, self.sample_rate).astype(np.float32)
-                lens.append(min(len(c), n))
-                chunk.append(fit_length(c, n, "repeatpad"))
-            x = torch.from_numpy(np.stack(chunk)).to(dev)
+                keep = self.audio_branch.fusion and len(c) > n
+                lens.append(len(c) if keep else min(len(c), n))
+                chunk.append(c if keep else fit_length(c, n, "repeatpad"))
+            width = max(len(c) for c in chunk)
+            x = torch.from_numpy(np.stack([np.pad(c, (0, width - len(c))) for c in chunk])).to(dev)
             out.append(F.normalize(self.audio_features(x, torch.tensor(lens, device=dev)), dim=-1))
         return torch.cat(out)
 
@@ -129,8 +140,12 @@ def build_model(cfg: dict, text_assets: dict | None = None) -> CLAP:
     from hydra.utils import instantiate
 
     cfg = dict(cfg)
-    frontend = LogMel(**cfg.pop("frontend"))
+    source = dict(cfg)
     enc_cfg = dict(cfg.pop("audio_encoder"))
+    fe_cfg = dict(cfg.pop("frontend"))
+    if fe_cfg.get("mel_scale", "auto") == "auto":  # LAION: HTK mel for fusion checkpoints, Slaney otherwise
+        fe_cfg["mel_scale"] = "htk" if enc_cfg.get("fusion") else "slaney"
+    frontend = LogMel(**fe_cfg)
     enc_cfg.setdefault("n_mels", frontend.n_mels)
     encoder = instantiate(enc_cfg, _convert_="all")
     pool_cfg = dict(cfg.pop("pooling"))
@@ -140,4 +155,6 @@ def build_model(cfg: dict, text_assets: dict | None = None) -> CLAP:
         text_cfg = {k: v for k, v in text_cfg.items() if k in ("pooling", "max_length")}
         text_cfg["assets"] = text_assets
     text = TextTower(**text_cfg)
-    return CLAP(frontend, encoder, pooling, text, **cfg)
+    model = CLAP(frontend, encoder, pooling, text, **cfg)
+    model.model_cfg = source  # what rebuilds it (exports in our format)
+    return model

@@ -14,3 +14,36 @@ def test_check_data_ok_and_cannot_train(synth_root, tmp_path, capsys):
     assert "CANNOT TRAIN" in capsys.readouterr().out
     assert main(["check-data", f"{synth_root}/tags/valid", "--tag-template", "{}"]) == 0
     assert main(["check-data", str(tmp_path / "nothing")]) == 1
+
+
+def test_export_command_converts_between_formats(tmp_path, capsys):
+    """LAION .pt -> Hugging Face dir -> ours -> LAION .pt: the weights survive every hop bit for bit."""
+    import torch
+
+    from clap_train.checkpoints.load import load_model
+    from tests.checkpoints.conftest import make_roberta_dir, small_model
+
+    tok = make_roberta_dir(tmp_path / "tok")
+    model = small_model(tok, fusion=True)
+    from clap_train.checkpoints.export import save_laion
+
+    save_laion(model, str(tmp_path / "a.pt"))
+    assert main(["export", str(tmp_path / "a.pt"), str(tmp_path / "hf"), "--format", "hf", "--tokenizer", tok]) == 0
+    assert main(["export", str(tmp_path / "hf"), str(tmp_path / "b.ckpt"), "--format", "ours"]) == 0
+    assert main(["export", str(tmp_path / "b.ckpt"), str(tmp_path / "c.pt"), "--format", "laion"]) == 0
+    a = torch.load(tmp_path / "a.pt", weights_only=True)["state_dict"]
+    c = torch.load(tmp_path / "c.pt", weights_only=True)["state_dict"]
+    assert a.keys() == c.keys() and all(torch.equal(a[k], c[k]) for k in a)
+    b = load_model(str(tmp_path / "b.ckpt"))
+    assert all(torch.equal(x, y) for x, y in zip(b.state_dict().values(), model.state_dict().values()))
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_export_refusal_is_a_clear_error(tmp_path, capsys):
+    from clap_train.checkpoints.export import save_ours
+    from clap_train.model import build_model
+    from tests.test_model import CFG
+
+    save_ours(build_model(CFG), str(tmp_path / "pann.ckpt"))
+    assert main(["export", str(tmp_path / "pann.ckpt"), str(tmp_path / "hf"), "--format", "hf"]) == 2
+    assert "cannot export to transformers' ClapModel: audio tower" in capsys.readouterr().err

@@ -66,7 +66,7 @@ class LogMel(nn.Module):
             mel_norm = "slaney" if mel_scale == "slaney" else None
         self.sample_rate, self.n_fft, self.win_length = sample_rate, n_fft, win_length
         self.hop_length, self.n_mels, self.amin = hop_length, n_mels, amin
-        self.mel_scale, self.mel_norm = mel_scale, mel_norm
+        self.mel_scale, self.mel_norm, self.f_min, self.f_max = mel_scale, mel_norm, f_min, f_max
         # Derived constants: non-persistent so checkpoints stay config-independent.
         window = torch.hann_window(win_length, periodic=True)
         fb = mel_filterbank(sample_rate, n_fft, n_mels, f_min, f_max, mel_scale, mel_norm)

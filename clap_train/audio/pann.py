@@ -13,26 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .augment import SpecAugment
-
-
-class AudioEncoder(nn.Module):
-    """Interface shared by audio towers.
-
-    forward_frames(mel [B, T, n_mels]) -> frames [B, T', frame_dim]; the caller pools
-    frames over time to [B, frame_dim] and applies `post_pool` -> [B, out_dim].
-    """
-
-    frame_dim: int
-    out_dim: int
-    n_mels: int
-    time_stride: int  # T' == T // time_stride, for downsampling frame masks
-    post_pool: nn.Module
-
-    def forward_frames(self, mel: torch.Tensor) -> torch.Tensor:
-        raise NotImplementedError
-
-    def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return self.forward_frames(mel)
+from .encoder import AudioEncoder
 
 
 class ConvBlock(nn.Module):
@@ -91,7 +72,7 @@ class PANN(AudioEncoder):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
-    def forward_frames(self, mel: torch.Tensor) -> torch.Tensor:
+    def forward_frames(self, mel: torch.Tensor, longer: torch.Tensor | None = None) -> torch.Tensor:
         x = mel.unsqueeze(1)  # [B, 1, T, F]
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # mel bins as BN channels
         if self.spec_augment is not None:

@@ -1,9 +1,11 @@
-"""Loading our own checkpoints safely (`weights_only=True`): the model for users, weights for fine-tuning."""
+"""Loading checkpoints safely (`weights_only=True`): ours, LAION-CLAP `.pt` files and Hugging Face CLAP
+directories, as a model for users or as weights for fine-tuning."""
 
 from __future__ import annotations
 
 import os
 import pickle
+from dataclasses import dataclass, field
 
 import torch
 
@@ -71,18 +73,90 @@ def strip_prefixes(sd: dict) -> dict:
     return out
 
 
-def load_model(path: str, map_location="cpu", trust_checkpoint: bool = False) -> CLAP:
-    """A clap_train checkpoint -> CLAP in eval mode, rebuilt from the config and tokenizer it carries."""
-    ck = read_checkpoint(path, map_location, trust=trust_checkpoint)
+@dataclass
+class Imported:
+    """Weights in our names, whatever the file's format, plus what is known of the model they fit."""
+    state_dict: dict
+    origin: str                       # "clap_train" | "laion" | "hf"
+    model_cfg: dict | None = None     # build_model config (None: unknown)
+    text_assets: dict | None = None   # text config + tokenizer files
+    text_config: dict | None = None   # text config only (LAION files carry no tokenizer)
+    raw: dict = field(default_factory=dict)   # the file's own state_dict (LAION: derived-buffer checks)
+    dropped: list = field(default_factory=list)
+    ck: dict = field(default_factory=dict)
+
+
+def _looks_like_hub_id(path: str) -> bool:
+    return not os.path.exists(path) and path.count("/") == 1 and not path.endswith((".pt", ".ckpt", ".bin"))
+
+
+def read_weights(path: str, trust: bool = False, map_location="cpu") -> Imported:
+    """Our checkpoints, LAION-CLAP `.pt` files as released, and Hugging Face ClapModel dirs / hub ids."""
+    if os.path.isdir(path) or _looks_like_hub_id(path):
+        from clap_train.checkpoints import hf
+        from clap_train.text.tower import make_assets
+
+        sd, cfg, text, tok = hf.read(path)
+        return Imported(sd, "hf", cfg, make_assets(text, tok))
+    ck = read_checkpoint(path, map_location, trust=trust)
     hp = ck.get("hyper_parameters") or {}
-    if "model_cfg" not in hp or "text_assets" not in ck:
-        raise ValueError(f"{path} is not a clap_train checkpoint (no model_cfg/text_assets)")
-    model = build_model(hp["model_cfg"], ck["text_assets"])
-    missing, unexpected = model.load_state_dict(strip_prefixes(ck["state_dict"]), strict=False)
+    if "model_cfg" in hp and "text_assets" in ck:
+        return Imported(strip_prefixes(ck["state_dict"]), "clap_train", hp["model_cfg"], ck["text_assets"], ck=ck)
+    raw = strip_prefixes(ck.get("state_dict", ck))
+    if not raw or not all(isinstance(v, torch.Tensor) for v in raw.values()):
+        raise ValueError(f"{path}: not a checkpoint this tool knows (no tensor state_dict)")
+    from clap_train.checkpoints import hf, laion
+
+    if laion.is_laion_state(raw):
+        sd, dropped = laion.to_ours(raw)
+        return Imported(sd, "laion", laion.model_config(raw), None, laion.text_config(raw), raw, dropped, ck)
+    if hf.is_hf_state(raw):
+        sd, dropped = hf.from_hf(raw)
+        return Imported(sd, "hf", dropped=dropped, ck=ck)
+    return Imported(raw, "clap_train", ck=ck)
+
+
+def load_model(path: str, map_location="cpu", trust_checkpoint: bool = False, tokenizer: str | None = None) -> CLAP:
+    """Any supported checkpoint -> CLAP in eval mode.
+
+    Ours rebuild from the config and tokenizer they carry; LAION `.pt` files from their keys (HTS-AT
+    size, fusion, RoBERTa shapes) plus a RoBERTa tokenizer (`tokenizer`: a local folder or hub id,
+    default `roberta-base`); Hugging Face ClapModel directories or hub ids from their config.
+    """
+    imp = read_weights(path, trust_checkpoint)
+    if imp.model_cfg is None:
+        raise ValueError(f"{path}: a bare state_dict does not say which model it is; load it into a configured "
+                         "model with init_from= instead")
+    assets = imp.text_assets
+    if assets is None:  # LAION: shapes known, tokenizer not carried
+        from transformers import AutoTokenizer
+
+        from clap_train.text.tower import make_assets, resolve
+
+        name = tokenizer or "roberta-base"
+        try:
+            tok = AutoTokenizer.from_pretrained(resolve(name))
+        except OSError as e:
+            raise FileNotFoundError(
+                f"{path} is a LAION-CLAP checkpoint; its text tower needs the {name!r} tokenizer, which could "
+                f"not be loaded ({e}). With network access it downloads once; offline, pass tokenizer=<local "
+                "roberta-base folder> (--tokenizer).") from None
+        assets = make_assets(imp.text_config, tok)
+    model = build_model(imp.model_cfg, assets)
+    _report_derived(imp, model, print)
+    missing, unexpected = model.load_state_dict(imp.state_dict, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path}: state_dict does not match its config: missing={missing[:5]} "
-                         f"unexpected={unexpected[:5]}")
+        raise ValueError(f"{path} ({imp.origin}): state_dict does not match the model it describes: "
+                         f"missing={missing[:5]} unexpected={unexpected[:5]}")
     return model.to(map_location).eval()
+
+
+def _report_derived(imp: Imported, model: CLAP, log) -> None:
+    if imp.origin == "laion":
+        from clap_train.checkpoints import laion
+
+        for note in laion.check_derived(imp.raw, model):
+            log(f"warning: {note}")
 
 
 def check_compatible(ck: dict, model: CLAP, path: str) -> None:
@@ -100,11 +174,21 @@ def check_compatible(ck: dict, model: CLAP, path: str) -> None:
 
 
 def init_weights(model: CLAP, path: str, log=print, trust: bool = False) -> None:
-    """`init_from=`: weights only (no optimiser, step or data state) for fine-tuning."""
-    ck = read_checkpoint(path, trust=trust)
-    check_compatible(ck, model, path)
-    sd = strip_prefixes(ck.get("state_dict", ck))
-    own = model.state_dict()
+    """`init_from=`: weights only (no optimiser, step or data state) for fine-tuning, from our checkpoints,
+    LAION `.pt` files or Hugging Face ClapModel directories; every key that does not fit is reported."""
+    imp = read_weights(path, trust)
+    if imp.origin == "clap_train" and imp.ck:
+        check_compatible(imp.ck, model, path)
+    elif imp.model_cfg:  # LAION / Hugging Face: the front end their weights were trained with
+        fe = imp.model_cfg["frontend"]
+        if int(fe["sample_rate"]) != model.sample_rate:
+            raise ValueError(f"{path} was trained at {fe['sample_rate']} Hz but this model runs at "
+                             f"{model.sample_rate} Hz: set data.audio.sample_rate={fe['sample_rate']}")
+        if fe["mel_scale"] != model.frontend.mel_scale:
+            log(f"warning: {path} expects a {fe['mel_scale']} mel filterbank, this model uses "
+                f"{model.frontend.mel_scale} (model.frontend.mel_scale)")
+    _report_derived(imp, model, log)
+    sd, own = imp.state_dict, model.state_dict()
     usable = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
     shape_mismatch = [k for k in sd if k in own and own[k].shape != sd[k].shape]
     missing = [k for k in own if k not in usable]
@@ -112,6 +196,9 @@ def init_weights(model: CLAP, path: str, log=print, trust: bool = False) -> None
     if not usable:
         raise ValueError(f"init_from={path}: no parameter matches this model ({len(unexpected)} unexpected keys)")
     model.load_state_dict(usable, strict=False)
-    log(f"init_from={path}: loaded {len(usable)} tensors; missing {len(missing)}, unexpected {len(unexpected)}, "
-        f"shape mismatch {len(shape_mismatch)}" + (f" (e.g. {(missing + unexpected + shape_mismatch)[:3]})"
-                                                     if missing or unexpected or shape_mismatch else ""))
+    log(f"init_from={path} ({imp.origin}): loaded {len(usable)} tensors; missing {len(missing)}, "
+        f"unexpected {len(unexpected)}, shape mismatch {len(shape_mismatch)}"
+        + (f"; not used by CLAP: {len(imp.dropped)}" if imp.dropped else "")
+        + "".join(f"\n  {kind}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+                  for kind, keys in (("missing", missing), ("unexpected", unexpected),
+                                     ("shape mismatch", shape_mismatch)) if keys))

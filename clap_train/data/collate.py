@@ -10,9 +10,16 @@ import torch
 Tokenize = Callable[[list[str]], dict]
 
 
+def stack_audio(samples: list[dict]) -> torch.Tensor:
+    """[B, T]; clips kept whole for fusion can differ in length: zero-padded to the longest
+    (`audio_len` keeps each true length)."""
+    width = max(s["audio"].shape[0] for s in samples)
+    return torch.from_numpy(np.stack([np.pad(s["audio"], (0, width - s["audio"].shape[0])) for s in samples]))
+
+
 def collate_train(samples: list[dict], tokenize: Tokenize) -> dict:
     return {
-        "audio": torch.from_numpy(np.stack([s["audio"] for s in samples])),
+        "audio": stack_audio(samples),
         "audio_len": torch.tensor([s["audio_len"] for s in samples], dtype=torch.long),
         "longer": torch.tensor([s["longer"] for s in samples], dtype=torch.bool),
         "text": tokenize([s["caption"] for s in samples]),
@@ -26,7 +33,7 @@ def collate_eval(samples: list[dict], tokenize: Tokenize) -> dict:
     caps = [c for s in samples for c in s["captions"]]
     owner = [i for i, s in enumerate(samples) for _ in s["captions"]]
     return {
-        "audio": torch.from_numpy(np.stack([s["audio"] for s in samples])),
+        "audio": stack_audio(samples),
         "audio_len": torch.tensor([s["audio_len"] for s in samples], dtype=torch.long),
         "longer": torch.tensor([s["longer"] for s in samples], dtype=torch.bool),
         "text": tokenize(caps),

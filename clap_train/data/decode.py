@@ -27,6 +27,8 @@ class AudioSpec:
     pad: str = "repeatpad"            # repeatpad | repeat | pad
     max_seconds: float = 3600.0       # longer files are skipped before decoding (bounded memory)
     max_channels: int = 2
+    fusion: bool = False              # keep clips longer than clip_seconds whole (fusion models) ...
+    fusion_max_seconds: float = 60.0  # ... up to this many seconds (a crop window beyond that)
 
     @property
     def clip_samples(self) -> int:
@@ -88,15 +90,18 @@ def decode_audio(data: bytes, spec: AudioSpec, crop: str, rng: np.random.Generat
                  ext: str | None = None):
     """Decode only the crop window (seeking in the file), mix to mono, resample, pad.
 
-    Returns (waveform float32 [clip_samples], true length in model samples before padding, longer flag).
+    Returns (waveform float32 [clip_samples], true length in model samples before padding, longer flag);
+    with `spec.fusion` a longer clip comes back whole (up to fusion_max_seconds), not cropped.
     """
     with open_audio(data, spec, ext) as f:
         sr, n = f.samplerate, f.frames
-        window = int(np.ceil(spec.clip_seconds * sr))
+        window = int(np.ceil((spec.fusion_max_seconds if spec.fusion else spec.clip_seconds) * sr))
         start = choose_window(n, window, crop, rng)
         x = read_checked(f, start, min(window, n - start))
     if sr != spec.sample_rate:
         x = soxr.resample(x, sr, spec.sample_rate).astype(np.float32, copy=False)
+    if spec.fusion and x.shape[0] > spec.clip_samples:  # the model builds its global view + local crops
+        return x, x.shape[0], True
     true_len = min(x.shape[0], spec.clip_samples)
     longer = n / sr > spec.clip_seconds
     return fit_length(x, spec.clip_samples, spec.pad), true_len, longer

@@ -107,14 +107,18 @@ class TextTower(nn.Module):
 
     def assets(self) -> dict:
         """Everything needed to rebuild this tower offline (plain containers: safe for weights_only loads)."""
-        cfg = self.model.config.to_dict()
-        with tempfile.TemporaryDirectory() as d:
-            self.tokenizer.tok.save_pretrained(d)
-            files = {}
-            for name in os.listdir(d):
-                with open(os.path.join(d, name), encoding="utf-8") as f:
-                    files[name] = f.read()
-        return {"config": _plain(cfg), "tokenizer_files": files}
+        return make_assets(self.model.config.to_dict(), self.tokenizer.tok)
+
+
+def make_assets(config: dict, hf_tokenizer) -> dict:
+    """Text-tower config + tokenizer files as plain containers (what checkpoints carry)."""
+    with tempfile.TemporaryDirectory() as d:
+        hf_tokenizer.save_pretrained(d)
+        files = {}
+        for name in os.listdir(d):
+            with open(os.path.join(d, name), encoding="utf-8") as f:
+                files[name] = f.read()
+    return {"config": _plain(config), "tokenizer_files": files}
 
 
 def _layers(model) -> list[nn.Module]:

@@ -1,7 +1,8 @@
 import pytest
 import torch
 
-from clap_train.audio.pann import AudioEncoder, Cnn14, CnnTiny, build_pann
+from clap_train.audio.encoder import AudioEncoder
+from clap_train.audio.pann import Cnn14, CnnTiny, build_pann
 
 B, T, F = 2, 101, 64
 # name -> (frame_dim, time_stride)

@@ -121,13 +121,22 @@ class ClapLit(L.LightningModule):
         A = torch.cat([f[0] for f in feats]).requires_grad_(True)
         T = torch.cat([f[1] for f in feats]).requires_grad_(True)
         loss = self.loss_fn(A, T, self.model.logit_scale())
-        self.manual_backward(loss)  # gives A.grad, T.grad and the temperature's gradient
+        with self._no_grad_sync():
+            self.manual_backward(loss)  # gives A.grad, T.grad and the temperature's gradient
         ga, gt = A.grad.split([f[0].shape[0] for f in feats]), T.grad.split([f[1].shape[0] for f in feats])
         for i, mb in enumerate(micro):
             _set_rng_state(rng[i])
-            a, t, _ = self.model(mb)
-            self.manual_backward((a * ga[i]).sum() + (t * gt[i]).sum())
+            a, t, s = self.model(mb)
+            last = i == len(micro) - 1
+            # Under DDP only the last backward syncs (the others accumulate locally, `no_sync`); it must
+            # reach every trained parameter, the temperature included (a zero term), or DDP would wait.
+            with nullcontext() if last else self._no_grad_sync():
+                self.manual_backward((a * ga[i]).sum() + (t * gt[i]).sum() + (s * 0.0 if last else 0.0))
         return loss.detach()
+
+    def _no_grad_sync(self):
+        trainer = getattr(self, "_trainer", None)
+        return trainer.strategy.block_backward_sync() if trainer is not None else nullcontext()
 
     def training_step(self, batch: dict, batch_idx: int):
         opt, sched = self.optimizers(), self.lr_schedulers()

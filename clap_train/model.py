@@ -56,10 +56,10 @@ class CLAP(nn.Module):
         if self.audio_branch.fusion:  # long clips: global view + 3 local crops (audio/fusion.py)
             mel, longer = fusion_mels(self.frontend, audio, audio_len, self.clip_samples, self.training,
                                       self.fusion_force_longer)
-            frames = self.audio_branch.forward_frames(mel, longer)
+            frames = self.audio_branch(mel, longer)  # via __call__: FSDP hooks run on forward
             return self.audio_projection(self.audio_branch.post_pool(self.pooling(frames, None)))
         mel = self.frontend(audio)                                   # [B, T, F], fp32
-        frames = self.audio_branch.forward_frames(mel)               # [B, T', C]
+        frames = self.audio_branch(mel)                              # [B, T', C] (via __call__: FSDP hooks)
         mask = None
         if self.mask_padding and audio_len is not None:
             valid = (audio_len // self.frontend.hop_length + 1).clamp(max=mel.shape[1])

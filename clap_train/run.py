@@ -19,6 +19,7 @@ from clap_train.checkpoints.load import check_compatible, init_weights, read_che
 from clap_train.data.datamodule import ClapDataModule, ConfigError
 from clap_train.data.synthetic import SyntheticSpec, ensure_synthetic
 from clap_train.lit import ClapLit
+from clap_train.preemption import Preemption
 from clap_train.report import format_report
 from clap_train.secrets import redact
 
@@ -91,6 +92,9 @@ def run(cfg: DictConfig) -> dict:
     loggers = [instantiate(c, _convert_="all") for c in (cfg.get("logger") or {}).values() if c]
     trainer = build_trainer(cfg, run_dir, callbacks, loggers)
     world, k = trainer.world_size, int(cfg.optim.accumulate)
+    if k > 1 and type(trainer.strategy).__name__.startswith("DeepSpeed"):
+        raise ConfigError("optim.accumulate>1 (contrastive accumulation) needs one backward per micro-batch, "
+                          "which DeepSpeed's engine does not allow; use trainer=fsdp or trainer=ddp")
     if dm.batch_size % (world * k):
         raise ConfigError(f"data.batch_size={dm.batch_size} (global) must divide by world size {world} x "
                           f"optim.accumulate={k}")
@@ -105,8 +109,15 @@ def run(cfg: DictConfig) -> dict:
                              lit.model, resume)
         except ValueError as e:
             raise ConfigError(str(e)) from None
+        if trainer.is_global_zero:
+            _drop_logged_after(run_dir, resume)
     trainer.fit(lit, datamodule=dm, ckpt_path=resume)
     fit_s = time.time() - t0
+    preempted = next((cb.stopped_at for cb in callbacks if isinstance(cb, Preemption) and cb.stopped_at is not None),
+                     None)
+    if preempted is not None:  # the requeued job resumes from the checkpoint just written
+        log.warning("stopped at step %d by a preemption signal; not testing", preempted)
+        return {"run_dir": run_dir, "preempted_at": preempted, "global_step": trainer.global_step}
 
     results = {"run_dir": run_dir, "fit_seconds": fit_s, "global_step": trainer.global_step,
                "val": lit.last_eval.get("val", {})}
@@ -123,6 +134,16 @@ def run(cfg: DictConfig) -> dict:
             json.dump(results, f, indent=1)
         print(format_report(results))
     return results
+
+
+def _drop_logged_after(run_dir: str, ckpt: str) -> None:
+    """metrics.csv rows of steps after the checkpoint are about to be logged again by the resumed run."""
+    from clap_train.loggers import drop_rows_from_step
+
+    step = int(read_checkpoint(ckpt, mmap=True).get("global_step", 0))
+    n = drop_rows_from_step(os.path.join(run_dir, "csv", "metrics.csv"), step)
+    if n:
+        log.info("dropped %d metrics.csv rows logged after step %d by the interrupted run", n, step)
 
 
 def _best_checkpoint(trainer: L.Trainer) -> str | None:

@@ -88,7 +88,7 @@ class PANN(AudioEncoder):
             x = torch.utils.checkpoint.checkpoint(_first_call_updates_bn(block, pool), x, use_reentrant=False) \
                 if ckpt else block(x, pool)
             x = F.dropout(x, self.dropout, self.training)
-        return x.mean(dim=3).transpose(1, 2)  # mean over freq -> [B, T', C]
+        return x.mean(dim=3).transpose(1, 2).contiguous()  # mean over freq -> [B, T', C]
 
 
 def _first_call_updates_bn(block: nn.Module, pool: int):

@@ -12,6 +12,7 @@ import warnings
 from typing import Any, Mapping
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from clap_train.data.collate import Tokenize
@@ -205,7 +206,11 @@ class ClapDataModule(L.LightningDataModule):
 
     # --- loaders ------------------------------------------------------------------------------------
     def _loader_kw(self, workers: int) -> dict:
-        kw: dict[str, Any] = {"num_workers": workers, "pin_memory": self.pin_memory}
+        # Our streams seed themselves; a private generator keeps DataLoader from drawing its worker base
+        # seed from the global torch RNG, so creating loaders (e.g. for validation) never shifts the
+        # training RNG (dropout, SpecAugment) and a resume at any step replays it exactly.
+        kw: dict[str, Any] = {"num_workers": workers, "pin_memory": self.pin_memory,
+                              "generator": torch.Generator().manual_seed(int(self.opts.seed))}
         if workers:
             kw.update(worker_init_fn=worker_init, prefetch_factor=self.prefetch_factor,
                       multiprocessing_context=self.mp_context)

@@ -141,6 +141,17 @@ def ensure_synthetic(spec: SyntheticSpec, log=print) -> str:
     manifest = {"seed": spec.seed, "sample_rate": spec.sample_rate, "n_train": n_train, "n_valid": spec.n_valid,
                 "n_test": spec.n_test, "shard_size": spec.shard_size, "version": 2}
     mpath = os.path.join(spec.root, "manifest.json")
+    os.makedirs(spec.root, exist_ok=True)
+    # every rank of a multi-process launch calls this: one writes, the others wait on the lock and then
+    # find the manifest
+    import fcntl
+
+    with open(os.path.join(spec.root, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _ensure_locked(spec, manifest, mpath, n_train, log)
+
+
+def _ensure_locked(spec: SyntheticSpec, manifest: dict, mpath: str, n_train: dict, log) -> str:
     try:
         with open(mpath) as f:
             if json.load(f) == manifest:

@@ -90,10 +90,20 @@ class KeepLastCheckpoints(L.Callback):
 
 
 class FlushLogsWithCheckpoints(L.Callback):
-    """Loggers write their buffered rows whenever a checkpoint is taken: every step up to a checkpoint is on
-    disk if the checkpoint is, so a job killed later and resumed from it leaves no gap in metrics.csv."""
+    """Every step up to a checkpoint is in metrics.csv if the checkpoint is on disk, so a job killed later and
+    resumed from it leaves no gap: loggers flush when a checkpoint is taken, and the checkpoint's own step
+    row (logged by Lightning only after the checkpoint) travels inside it."""
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint) -> None:
         if trainer.is_global_zero:
             for lg in trainer.loggers:
                 lg.save()
+        # Lightning logs a step's metrics after the on_train_batch_end hooks that take checkpoints: keep the
+        # row with the checkpoint, so a run killed right after it can write that row when it resumes.
+        try:
+            row = {k: float(v) for k, v in trainer._logger_connector.metrics["log"].items()}
+            step = int(trainer.fit_loop.epoch_loop._batches_that_stepped)
+        except (AttributeError, KeyError, TypeError, ValueError):
+            return
+        if row:
+            checkpoint["pending_log_row"] = {**row, "step": step}

@@ -33,8 +33,9 @@ def wandb_logger(project: str, name: str, save_dir: str, offline: bool | None = 
                        id=run_id(name, save_dir), resume="allow", **kw)
 
 
-def csv_logger(save_dir: str, name: str = "csv", flush_logs_every_n_steps: int = 50):
-    """Lightning's CSVLogger, except that a resumed run appends to metrics.csv instead of deleting it."""
+def csv_logger(save_dir: str, name: str = "csv", flush_logs_every_n_steps: int = 1):
+    """Lightning's CSVLogger, except that a resumed run appends to metrics.csv instead of deleting it.
+    Rows are written as they are logged (appending a line is cheap), so a killed run loses none."""
     from lightning.pytorch.loggers import CSVLogger
     from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 
@@ -56,19 +57,27 @@ def csv_logger(save_dir: str, name: str = "csv", flush_logs_every_n_steps: int =
     return ResumableCSVLogger(save_dir=save_dir, name=name, version="", flush_logs_every_n_steps=flush_logs_every_n_steps)
 
 
-def drop_rows_from_step(metrics_csv: str, step: int) -> int:
-    """Before a resume from `step`: rows logged at or after it by the interrupted run are logged again."""
+def drop_rows_from_step(metrics_csv: str, step: int, pending: dict | None = None) -> int:
+    """Before a resume from `step`: rows logged at or after it by the interrupted run are logged again;
+    `pending` (the checkpoint's own step row, see callbacks.FlushLogsWithCheckpoints) is added if missing."""
     if not os.path.isfile(metrics_csv):
         return 0
     with open(metrics_csv, newline="") as f:
         reader = csv.DictReader(f)
-        fields, rows = reader.fieldnames or [], list(reader)
+        fields, rows = list(reader.fieldnames or []), list(reader)
     keep = [r for r in rows if not r.get("step") or int(float(r["step"])) < step]
-    if len(keep) != len(rows):
+    changed = len(keep) != len(rows)
+    if pending and not any(r.get("step") and int(float(r["step"])) == pending["step"] and
+                           any(r.get(k) not in (None, "") for k in pending if k != "step") for r in keep):
+        fields += [k for k in pending if k not in fields]
+        keep.append({k: v for k, v in pending.items()})
+        keep.sort(key=lambda r: int(float(r["step"])) if r.get("step") not in (None, "") else -1)
+        changed = True
+    if changed:
         tmp = metrics_csv + ".tmp"
         with open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()
             w.writerows(keep)
         os.replace(tmp, metrics_csv)
-    return len(rows) - len(keep)
+    return len(rows) - len([r for r in keep if r in rows])

@@ -140,8 +140,9 @@ def _drop_logged_after(run_dir: str, ckpt: str) -> None:
     """metrics.csv rows of steps after the checkpoint are about to be logged again by the resumed run."""
     from clap_train.loggers import drop_rows_from_step
 
-    step = int(read_checkpoint(ckpt, mmap=True).get("global_step", 0))
-    n = drop_rows_from_step(os.path.join(run_dir, "csv", "metrics.csv"), step)
+    ck = read_checkpoint(ckpt, mmap=True)
+    step = int(ck.get("global_step", 0))
+    n = drop_rows_from_step(os.path.join(run_dir, "csv", "metrics.csv"), step, ck.get("pending_log_row"))
     if n:
         log.info("dropped %d metrics.csv rows logged after step %d by the interrupted run", n, step)
 

@@ -11,7 +11,13 @@ CONF=$DIR/slurm.conf
 NODE=$(hostname -s)
 CPUS=$(nproc)
 
+kill_steps() {  # job-step daemons outlive slurmd; a stale one reports to the next cluster and cancels its jobs
+  pkill -9 -f '^slurmstepd' 2>/dev/null || true
+  pkill -9 -f 'spool/job[0-9]+/slurm_script' 2>/dev/null || true
+}
+
 start() {
+  kill_steps
   mkdir -p "$DIR"/{state,spool,log} /run/munge /var/lib/munge /var/log/munge
   if [ ! -s /etc/munge/munge.key ]; then
     dd if=/dev/urandom bs=1 count=1024 of=/etc/munge/munge.key 2>/dev/null
@@ -23,6 +29,7 @@ start() {
   fi
   cat > "$CONF" <<CONF
 ClusterName=clapci
+FirstJobId=$(( $(date +%s) % 1000000 + 1000 ))
 SlurmctldHost=$NODE(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
@@ -63,6 +70,8 @@ CONF
 
 stop() {
   export SLURM_CONF=$CONF
+  squeue -h -o %i 2>/dev/null | xargs -r scancel 2>/dev/null || true
+  sleep 1
   scontrol shutdown >/dev/null 2>&1 || true
   for f in "$DIR"/slurmd.pid "$DIR"/slurmctld.pid; do
     [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
@@ -70,6 +79,7 @@ stop() {
   sleep 1
   pkill -x slurmd 2>/dev/null || true
   pkill -x slurmctld 2>/dev/null || true
+  kill_steps
   pkill -x munged 2>/dev/null || true
 }
 

@@ -238,11 +238,26 @@ class ClapLit(L.LightningModule):
         checkpoint["metrics"] = {k: dict(v) for k, v in self.last_eval.items()}  # per source and mean
         # RNG states as tensors and tuples of ints: weights_only-safe. Dropout and SpecAugment replay
         # exactly after a resume (the data pipeline seeds itself from positions, not from these).
-        checkpoint["rng"] = {**_rng_state(), "python": random.getstate()}
+        # Every rank's: dropout draws as many numbers as its tensors have elements, and text batches are
+        # padded per rank, so the ranks' generators drift apart and each needs its own back.
+        mine = {**_rng_state(), "python": random.getstate()}
+        ranks = [mine]
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            ranks = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(ranks, mine)
+        checkpoint["rng"], checkpoint["rng_per_rank"] = ranks[0], ranks
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.nonfinite_in_a_row = int(checkpoint.get("nonfinite_in_a_row", 0))
-        self._pending_rng = checkpoint.get("rng")
+        per_rank = checkpoint.get("rng_per_rank") or []
+        rank = torch.distributed.get_rank() if torch.distributed.is_available() and \
+            torch.distributed.is_initialized() else 0
+        self._pending_rng = per_rank[rank] if len(per_rank) > rank and self._world() == len(per_rank) \
+            else checkpoint.get("rng")
+
+    def _world(self) -> int:
+        return torch.distributed.get_world_size() if torch.distributed.is_available() and \
+            torch.distributed.is_initialized() else 1
 
     def on_train_batch_start(self, batch, batch_idx):
         # restored at the first step, after everything else that runs at start-up has drawn numbers

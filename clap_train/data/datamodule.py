@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 import lightning as L
 import torch
+import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from clap_train.data.collate import Tokenize
@@ -119,11 +120,20 @@ class _TrainLoader(DataLoader):
         self.state["slots"][ds["slot"]] = ds["state"]
 
     def state_dict(self) -> dict:
-        return {"batches": self.state["batches"], "slots": {str(k): v for k, v in self.state["slots"].items()},
+        """Every rank's slot positions (a checkpoint is written by rank 0 but each rank reads its own
+        shards, so each needs its own position back): gathered when running distributed."""
+        mine = {str(k): v for k, v in self.state["slots"].items()}
+        ranks = [mine]
+        if self.dataset.world > 1 and dist.is_available() and dist.is_initialized():
+            ranks = [None] * dist.get_world_size()
+            dist.all_gather_object(ranks, mine)
+        return {"batches": self.state["batches"], "slots": ranks[0], "rank_slots": ranks,
                 "n_slots": self.n_slots, "world": self.dataset.world}
 
     def load_state_dict(self, sd: dict) -> None:
         same = sd.get("n_slots") == self.n_slots and sd.get("world") == self.dataset.world
+        if same and "rank_slots" in sd:
+            sd = dict(sd, slots=sd["rank_slots"][self.dataset.rank])
         if not same:
             warnings.warn(
                 f"resuming with {self.dataset.world} rank(s) x {self.n_slots} worker(s) where the checkpoint had "

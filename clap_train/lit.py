@@ -19,7 +19,7 @@ import torch.nn.functional as F
 
 from clap_train.eval.retrieval import retrieval_metrics
 from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
-from clap_train.loss import ContrastiveLoss
+from clap_train.loss import ContrastiveLoss, world_info
 from clap_train.model import CLAP, build_model
 from clap_train.secrets import redact
 
@@ -242,22 +242,16 @@ class ClapLit(L.LightningModule):
         # padded per rank, so the ranks' generators drift apart and each needs its own back.
         mine = {**_rng_state(), "python": random.getstate()}
         ranks = [mine]
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            ranks = [None] * torch.distributed.get_world_size()
+        if world_info()[1] > 1:
+            ranks = [None] * world_info()[1]
             torch.distributed.all_gather_object(ranks, mine)
         checkpoint["rng"], checkpoint["rng_per_rank"] = ranks[0], ranks
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.nonfinite_in_a_row = int(checkpoint.get("nonfinite_in_a_row", 0))
         per_rank = checkpoint.get("rng_per_rank") or []
-        rank = torch.distributed.get_rank() if torch.distributed.is_available() and \
-            torch.distributed.is_initialized() else 0
-        self._pending_rng = per_rank[rank] if len(per_rank) > rank and self._world() == len(per_rank) \
-            else checkpoint.get("rng")
-
-    def _world(self) -> int:
-        return torch.distributed.get_world_size() if torch.distributed.is_available() and \
-            torch.distributed.is_initialized() else 1
+        rank, world = world_info()
+        self._pending_rng = per_rank[rank] if len(per_rank) == world else checkpoint.get("rng")
 
     def on_train_batch_start(self, batch, batch_idx):
         # restored at the first step, after everything else that runs at start-up has drawn numbers

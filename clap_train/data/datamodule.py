@@ -109,10 +109,11 @@ class _TrainLoader(DataLoader):
         super().__init__(dataset, batch_size=None, **kw)
         self.n_slots = dataset.n_slots
         self.state: dict = {"batches": 0, "slots": {}, "n_slots": self.n_slots,
-                            "world": dataset.world}
+                            "world": dataset.world, "carry": {}}
 
     def __iter__(self):
-        self.dataset.start = {"batches": self.state["batches"], "slots": dict(self.state["slots"])}
+        self.dataset.start = {"batches": self.state["batches"], "slots": dict(self.state["slots"]),
+                              "carry": self.state["carry"]}
         return super().__iter__()
 
     def record(self, ds: dict) -> None:
@@ -128,18 +129,46 @@ class _TrainLoader(DataLoader):
             ranks = [None] * dist.get_world_size()
             dist.all_gather_object(ranks, mine)
         return {"batches": self.state["batches"], "slots": ranks[0], "rank_slots": ranks,
-                "n_slots": self.n_slots, "world": self.dataset.world}
+                "n_slots": self.n_slots, "world": self.dataset.world, "carry": self.state["carry"]}
 
     def load_state_dict(self, sd: dict) -> None:
         same = sd.get("n_slots") == self.n_slots and sd.get("world") == self.dataset.world
-        if same and "rank_slots" in sd:
-            sd = dict(sd, slots=sd["rank_slots"][self.dataset.rank])
-        if not same:
-            warnings.warn(
-                f"resuming with {self.dataset.world} rank(s) x {self.n_slots} worker(s) where the checkpoint had "
-                f"{sd.get('world')} x {sd.get('n_slots')}: the step count continues but the data order is not exact")
         self.state["batches"] = int(sd.get("batches", 0))
-        self.state["slots"] = {int(k): v for k, v in sd.get("slots", {}).items()} if same else {}
+        if same:
+            slots = sd["rank_slots"][self.dataset.rank] if "rank_slots" in sd else sd.get("slots", {})
+            self.state["slots"] = {int(k): v for k, v in slots.items()}
+            self.state["carry"] = dict(sd.get("carry") or {})
+            return
+        warnings.warn(
+            f"resuming with {self.dataset.world} rank(s) x {self.n_slots} worker(s) where the checkpoint had "
+            f"{sd.get('world')} x {sd.get('n_slots')}: the step count continues and the shards not yet read in "
+            "the current pass are shared out among the new readers (none is read twice), but the data order "
+            "is not that of an uninterrupted run")
+        self.state["slots"] = {}
+        self.state["carry"] = self._carry_over(sd)
+
+    def _carry_over(self, sd: dict) -> dict:
+        from clap_train.data.shards import carry_over, stable_id
+
+        old_world, old_slots = int(sd.get("world") or 1), int(sd.get("n_slots") or 1)
+        rank_slots = sd.get("rank_slots") or [sd.get("slots", {})]
+        if len(rank_slots) != old_world:  # an older checkpoint with rank 0's positions only
+            return {}
+        G = self.dataset.opts.group_shards
+        carry = {}
+        for src in self.dataset.sources:
+            if src.resample:
+                continue
+            started = {}
+            for r, slots in enumerate(rank_slots):
+                for v, st in slots.items():
+                    pos = (st.get("sources") or {}).get(src.name) or {}
+                    g = int(pos.get("group", 0))
+                    begun = pos.get("emitted", 0) or pos.get("read", 0)
+                    started[r * old_slots + int(v)] = (g + (1 if begun else 0)) * G
+            carry[src.name] = carry_over(src.shards, self.dataset.opts.seed, stable_id(src.name), old_world,
+                                         old_slots, started, (sd.get("carry") or {}).get(src.name))
+        return carry
 
     def skip_counts(self) -> dict[str, int]:
         total: dict[str, int] = {}

@@ -27,7 +27,7 @@ class TrainStream(IterableDataset):
         self.audio, self.opts, self.batch_size = audio, opts, batch_size
         self.steps_per_epoch, self.rank, self.world, self.n_slots = steps_per_epoch, rank, world, n_slots
         self.tokenize = tokenize
-        self.start: dict = {"batches": 0, "slots": {}}
+        self.start: dict = {"batches": 0, "slots": {}, "carry": {}}
 
     def __len__(self) -> int:
         return self.steps_per_epoch
@@ -36,8 +36,9 @@ class TrainStream(IterableDataset):
         state = state or {}
         skips = SkipCounter()
         skips.load(state.get("skips"))
+        carry = self.start.get("carry") or {}
         streams = [SourceStream(s, self.audio, self.opts, self.rank, self.world, v, self.n_slots, skips,
-                                state.get("sources", {}).get(s.name)) for s in self.sources]
+                                state.get("sources", {}).get(s.name), carry.get(s.name)) for s in self.sources]
         mix = MixtureStream(streams, [s.weight for s in self.sources], self.opts.seed,
                             streams[0].gslot, state.get("mix", 0))
         return mix, streams, skips

@@ -131,7 +131,7 @@ class ShardPlan:
     """
 
     def __init__(self, shards: list[str], seed: int, source_id: int, rank: int, world: int,
-                 slot: int, n_slots: int, resample: bool):
+                 slot: int, n_slots: int, resample: bool, carry: dict | None = None):
         if not shards:
             raise ValueError("empty shard list")
         self.shards, self.seed, self.source_id = shards, seed, source_id
@@ -143,6 +143,11 @@ class ShardPlan:
                 f"{len(shards)} shard(s) for {world} rank(s) x {n_slots} worker(s) = {self.n_total} readers: "
                 "each reader needs at least one shard; use fewer workers, more shards or resample=true")
         self._pass_cache: tuple[int, list[str]] | None = None
+        # After a resume onto another allocation: the rest of pass `carry["pass"]`, split over the new
+        # readers, comes first (see carry_over); then the regular passes from the next one.
+        carry = None if resample else carry
+        self.carry_pass = int(carry["pass"]) if carry else -1
+        self.prefix = list(carry["remaining"])[self.gslot::self.n_total] if carry else []
 
     def _pass(self, p: int) -> list[str]:
         if self._pass_cache is None or self._pass_cache[0] != p:
@@ -154,8 +159,37 @@ class ShardPlan:
         if self.resample:
             j = rng_for(self.seed, self.source_id, self.gslot, i, 2).integers(len(self.shards))
             return self.shards[j]
+        p, j = self.locate(i)
+        return self.prefix[j] if p == self.carry_pass else self._pass(p)[j]
+
+    def locate(self, i: int) -> tuple[int, int]:
+        """(pass, index within this reader's share of that pass) of its i-th shard."""
+        if i < len(self.prefix):
+            return self.carry_pass, i
+        i -= len(self.prefix)
         per = len(self._pass(0))  # the same count in every pass: gslot's share of n shards
-        return self._pass(i // per)[i % per]
+        return self.carry_pass + 1 + i // per, i % per
+
+    def pass_shards(self, p: int) -> list[str]:
+        """Every shard of pass p (all readers), in the pass's order."""
+        perm = rng_for(self.seed, self.source_id, p, 1).permutation(len(self.shards))
+        return [self.shards[j] for j in perm]
+
+
+def carry_over(shards: list[str], seed: int, source_id: int, old_world: int, old_slots: int,
+               started: dict[int, int], old_carry: dict | None) -> dict:
+    """Resuming on another number of readers: which shards of the current pass are still unread.
+
+    `started[g]` = shards reader g (rank x slots + slot) of the old allocation had begun reading. Shards
+    a reader had begun count as read (the rest of a half-read shard is given up, never repeated). The
+    new readers share out the remaining shards of the furthest pass any old reader had reached."""
+    plans = {g: ShardPlan(shards, seed, source_id, g // old_slots, old_world, g % old_slots, old_slots, False,
+                          old_carry) for g in range(old_world * old_slots)}
+    p_star = max(plans[g].locate(started.get(g, 0))[0] for g in plans)
+    read = {plans[g].shard(i) for g in plans for i in range(started.get(g, 0)) if plans[g].locate(i)[0] == p_star}
+    ref = next(iter(plans.values()))
+    full = list(old_carry["remaining"]) if old_carry and p_star == int(old_carry["pass"]) else ref.pass_shards(p_star)
+    return {"pass": p_star, "remaining": [x for x in full if x not in read]}
 
 
 class TransientReadError(OSError):

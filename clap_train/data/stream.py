@@ -84,10 +84,11 @@ class SourceStream:
     """Decoded training samples of one source for one slot, restartable from `state()`."""
 
     def __init__(self, src: SourceSpec, audio: AudioSpec, opts: StreamOpts, rank: int, world: int,
-                 slot: int, n_slots: int, skips: SkipCounter, state: dict | None = None):
+                 slot: int, n_slots: int, skips: SkipCounter, state: dict | None = None,
+                 carry: dict | None = None):
         self.src, self.audio, self.opts, self.skips = src, audio, opts, skips
         self.sid = stable_id(src.name)
-        self.plan = ShardPlan(src.shards, opts.seed, self.sid, rank, world, slot, n_slots, src.resample)
+        self.plan = ShardPlan(src.shards, opts.seed, self.sid, rank, world, slot, n_slots, src.resample, carry)
         self.gslot = self.plan.gslot
         st = state or {}
         self.group, self.emitted, self.read = st.get("group", 0), st.get("emitted", 0), st.get("read", 0)

@@ -64,6 +64,9 @@ def run(cfg: DictConfig) -> dict:
     t0 = time.time()
     torch.set_float32_matmul_precision("high")
     L.seed_everything(cfg.seed, workers=True)
+    missing = [k for k in (cfg.get("require") or []) if OmegaConf.select(cfg, k) in (None, "")]
+    if missing:
+        raise ConfigError(f"this configuration needs {', '.join(missing)} set (e.g. {missing[0]}=...)")
     run_dir = os.path.abspath(cfg.paths.run_dir)
     os.makedirs(run_dir, exist_ok=True)
     if cfg.get("synthetic") and cfg.synthetic.get("enabled", True):

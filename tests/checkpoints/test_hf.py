@@ -118,11 +118,13 @@ def test_init_from_an_hf_directory_loads_every_tensor(exported, roberta_dir):
     assert all(torch.equal(a, b) for a, b in zip(fresh.state_dict().values(), ours.state_dict().values()))
 
 
-def test_rand_trunc_front_end_matches_the_feature_extractor(exported):
+def test_rand_trunc_front_end_matches_the_feature_extractor(roberta_dir, tmp_path):
     """Unfused extractor on a long clip: a random 10 s crop; replay its draw, compare log-mels."""
-    fusion, ours, _, fe, _, _ = exported
-    if fusion:
-        pytest.skip("the fusion path is compared in test_audio_embeddings_match_from_waveforms")
+    from transformers import ClapFeatureExtractor
+
+    ours = small_model(roberta_dir, False)
+    fe = ClapFeatureExtractor(**hf.feature_extractor(ours).to_dict())
+    assert fe.truncation == "rand_trunc"
     clip = waveforms((12.5,), seed=3)[0]
     np.random.seed(11)
     inp = fe([clip.numpy()], sampling_rate=48000, return_tensors="pt")

@@ -26,7 +26,8 @@ def compose_with(overrides):
 
 @pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
 def test_every_group_option_composes_and_resolves(group, option):
-    cfg = compose_with([f"{group}={option}"])
+    needs = {"pretrain_htsat_630k": ["data.laion.root=/d"]}
+    cfg = compose_with([f"{group}={option}", *needs.get(option, [])])
     OmegaConf.to_container(cfg, resolve=True)
 
 
@@ -58,3 +59,19 @@ def test_mixture_experiment_lists_sources_with_weights():
     assert cfg.callbacks.best_checkpoint.monitor == "val/mean/t2a_R@1"
     cfg = compose_with(["experiment=audiocaps_clotho", "data.sources.clotho.weight=0.5", "data.sources.audioset=null"])
     assert cfg.data.sources.clotho.weight == 0.5 and cfg.data.sources.audioset is None
+
+
+def test_published_recipe_and_finetune_presets():
+    cfg = compose_with(["experiment=pretrain_htsat_630k", "data.laion.root=/d"])
+    assert cfg.audio_encoder.name == "tiny" and cfg.text_encoder.name_or_path == "roberta-base"
+    assert cfg.text_encoder.pooling == "pooler" and cfg.text_encoder.max_length == 77
+    assert (cfg.data.batch_size, cfg.optim.lr, cfg.optim.warmup_steps, cfg.trainer.max_epochs) == (2304, 1e-4, 3200, 45)
+    assert cfg.loss.gather_with_grad and cfg.loss.local_loss and cfg.audio_encoder.spec_augment.time_drop_width == 64
+    assert cfg.data.audio.sample_rate == 48000 and cfg.model.frontend.sample_rate == 48000
+    from clap_train.data.datamodule import ConfigError
+    from clap_train.run import run
+
+    with pytest.raises(ConfigError, match="needs init_from set"):
+        run(compose_with(["experiment=finetune"]))
+    ft = compose_with(["experiment=finetune", "init_from=/ckpt/630k.pt"])
+    assert ft.optim.lr == 1e-5 and ft.init_from == "/ckpt/630k.pt" and ft.audio_encoder.name == "tiny"

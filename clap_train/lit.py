@@ -19,7 +19,8 @@ import torch.nn.functional as F
 
 from clap_train.eval.retrieval import retrieval_metrics
 from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
-from clap_train.loss import ContrastiveLoss, world_info
+from clap_train.distributed import gather_objects, world_info
+from clap_train.loss import ContrastiveLoss
 from clap_train.model import CLAP, build_model
 from clap_train.secrets import redact
 
@@ -240,11 +241,7 @@ class ClapLit(L.LightningModule):
         # exactly after a resume (the data pipeline seeds itself from positions, not from these).
         # Every rank's: dropout draws as many numbers as its tensors have elements, and text batches are
         # padded per rank, so the ranks' generators drift apart and each needs its own back.
-        mine = {**_rng_state(), "python": random.getstate()}
-        ranks = [mine]
-        if world_info()[1] > 1:
-            ranks = [None] * world_info()[1]
-            torch.distributed.all_gather_object(ranks, mine)
+        ranks = gather_objects({**_rng_state(), "python": random.getstate()})
         checkpoint["rng"], checkpoint["rng_per_rank"] = ranks[0], ranks
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -266,10 +263,7 @@ def _gather_dedup(st: dict):
     """Concatenate this rank's eval outputs, gather every rank's, keep each sample key once."""
     audio, text = torch.cat(st["audio"]), torch.cat(st["text"])
     owner = torch.cat(st["owner"])
-    parts = [(st["keys"], audio, text, owner, st["tags"])]
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        parts = [None] * torch.distributed.get_world_size()
-        torch.distributed.all_gather_object(parts, (st["keys"], audio, text, owner, st["tags"]))
+    parts = gather_objects((st["keys"], audio, text, owner, st["tags"]))
     keys, A, T, O, tags, seen = [], [], [], [], [], set()
     for k_list, a, t, o, tg in parts:
         for i, k in enumerate(k_list):

@@ -66,7 +66,8 @@ def drop_rows_from_step(metrics_csv: str, step: int, pending: dict | None = None
         reader = csv.DictReader(f)
         fields, rows = list(reader.fieldnames or []), list(reader)
     keep = [r for r in rows if not r.get("step") or int(float(r["step"])) < step]
-    changed = len(keep) != len(rows)
+    dropped = len(rows) - len(keep)
+    changed = dropped > 0
     if pending and not any(r.get("step") and int(float(r["step"])) == pending["step"] and
                            any(r.get(k) not in (None, "") for k in pending if k != "step") for r in keep):
         fields += [k for k in pending if k not in fields]
@@ -80,4 +81,4 @@ def drop_rows_from_step(metrics_csv: str, step: int, pending: dict | None = None
             w.writeheader()
             w.writerows(keep)
         os.replace(tmp, metrics_csv)
-    return len(rows) - len([r for r in keep if r in rows])
+    return dropped

@@ -14,11 +14,7 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
-
-def world_info() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
+from clap_train.distributed import world_info
 
 
 def gather_features(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:

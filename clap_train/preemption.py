@@ -3,9 +3,9 @@
 This callback is the one owner of the warning signal (`#SBATCH --signal=USR1@<seconds>`; Lightning's
 SLURMEnvironment is built with auto_requeue=False). The handler only records the signal; the work happens
 at the next training-step boundary, where the data position and RNG states are consistent (exact resume
-needs that): every rank agrees that a signal arrived (one all-reduce per step, a single number), a
-checkpoint is written atomically in the run directory, the loggers are flushed, rank 0 asks SLURM to
-requeue the job, and training stops. The requeued job starts in the same deterministic run directory and
+needs that): every rank agrees that a signal arrived (one all-reduce per step, a single number, only
+when distributed), a checkpoint is written atomically in the run directory (the loggers flush with it,
+callbacks.FlushLogsWithCheckpoints), rank 0 asks SLURM to requeue the job, and training stops. The requeued job starts in the same deterministic run directory and
 resumes from that checkpoint (`resume=auto`).
 """
 
@@ -57,17 +57,17 @@ class Preemption(L.Callback):
         self._previous = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        flag = torch.tensor(float(self.received is not None), device=pl_module.device)
-        if trainer.world_size > 1:
-            flag = trainer.strategy.reduce(flag, reduce_op="max")
-        if flag.item() == 0:
-            return
+        if trainer.world_size == 1:
+            if self.received is None:
+                return  # no tensor, no device sync on the common path
+        else:  # a signal may reach the ranks at different steps: decide together
+            flag = torch.tensor(float(self.received is not None), device=pl_module.device)
+            if trainer.strategy.reduce(flag, reduce_op="max").item() == 0:
+                return
         step = trainer.global_step
         path = os.path.join(self.dirpath or os.path.join(trainer.default_root_dir, "checkpoints"),
                             f"step{step:07d}.ckpt")
-        trainer.save_checkpoint(path)  # atomic (AtomicCheckpointIO); every rank takes part
-        for lg in trainer.loggers:
-            lg.save()
+        trainer.save_checkpoint(path)  # atomic (AtomicCheckpointIO), loggers flushed with it; every rank
         self.stopped_at = step
         if trainer.is_global_zero:
             log.warning("signal %s: checkpoint %s written at step %d",

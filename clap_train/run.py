@@ -107,13 +107,13 @@ def run(cfg: DictConfig) -> dict:
     resume = find_resume(cfg, ckpt_dir)
     if resume:
         log.info("resuming from %s", resume)
+        ck = read_checkpoint(resume, mmap=True, trust=bool(cfg.get("trust_checkpoint")))
         try:
-            check_compatible(read_checkpoint(resume, mmap=True, trust=bool(cfg.get("trust_checkpoint"))),
-                             lit.model, resume)
+            check_compatible(ck, lit.model, resume)
         except ValueError as e:
             raise ConfigError(str(e)) from None
         if trainer.is_global_zero:
-            _drop_logged_after(run_dir, resume)
+            _drop_logged_after(run_dir, ck)
     trainer.fit(lit, datamodule=dm, ckpt_path=resume)
     fit_s = time.time() - t0
     preempted = next((cb.stopped_at for cb in callbacks if isinstance(cb, Preemption) and cb.stopped_at is not None),
@@ -139,11 +139,10 @@ def run(cfg: DictConfig) -> dict:
     return results
 
 
-def _drop_logged_after(run_dir: str, ckpt: str) -> None:
+def _drop_logged_after(run_dir: str, ck: dict) -> None:
     """metrics.csv rows of steps after the checkpoint are about to be logged again by the resumed run."""
     from clap_train.loggers import drop_rows_from_step
 
-    ck = read_checkpoint(ckpt, mmap=True)
     step = int(ck.get("global_step", 0))
     n = drop_rows_from_step(os.path.join(run_dir, "csv", "metrics.csv"), step, ck.get("pending_log_row"))
     if n:

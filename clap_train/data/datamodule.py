@@ -13,7 +13,6 @@ from typing import Any, Mapping
 
 import lightning as L
 import torch
-import torch.distributed as dist
 from torch.utils.data import DataLoader
 
 from clap_train.data.collate import Tokenize
@@ -21,6 +20,7 @@ from clap_train.data.datasets import EvalStream, TrainStream, worker_init
 from clap_train.data.decode import AudioSpec
 from clap_train.data.shards import ensure_sizes, expand_shards
 from clap_train.data.stream import SourceSpec, StreamOpts
+from clap_train.distributed import gather_objects
 
 log = logging.getLogger("clap_train.data")
 
@@ -123,11 +123,7 @@ class _TrainLoader(DataLoader):
     def state_dict(self) -> dict:
         """Every rank's slot positions (a checkpoint is written by rank 0 but each rank reads its own
         shards, so each needs its own position back): gathered when running distributed."""
-        mine = {str(k): v for k, v in self.state["slots"].items()}
-        ranks = [mine]
-        if self.dataset.world > 1 and dist.is_available() and dist.is_initialized():
-            ranks = [None] * dist.get_world_size()
-            dist.all_gather_object(ranks, mine)
+        ranks = gather_objects({str(k): v for k, v in self.state["slots"].items()})
         return {"batches": self.state["batches"], "slots": ranks[0], "rank_slots": ranks,
                 "n_slots": self.n_slots, "world": self.dataset.world, "carry": self.state["carry"]}
 

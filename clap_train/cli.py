@@ -34,36 +34,134 @@ def cmd_check_data(args) -> int:
     return 0 if ok else 1
 
 
-def cmd_encode(args) -> int:
-    """Embed audio files and/or texts with a trained checkpoint (a quick check of a model)."""
-    import numpy as np
-    import soundfile as sf
+def _progress():
+    from clap_train.inference import tqdm_progress
 
-    from clap_train import load_model
+    return tqdm_progress
 
-    model = load_model(args.checkpoint)
+
+def _model(args):
+    from clap_train.checkpoints.load import load_model
+
+    model = load_model(args.checkpoint, map_location=args.device, trust_checkpoint=args.trust_checkpoint,
+                       tokenizer=args.tokenizer)
+    return model.eval()
+
+
+def _write_json(obj, path: str | None) -> None:
+    if path:
+        import json
+        import os
+
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, "w") as f:
+            json.dump(obj, f, indent=1)
+        print(f"wrote {path}")
+
+
+def cmd_make_shards(args) -> int:
+    """Exit status 0 when at least one file was written."""
+    from tqdm import tqdm
+
+    from clap_train.data.make_shards import MakeShardsSpec, format_report, make_shards
+
+    spec = MakeShardsSpec(sample_rate=args.sample_rate, splits=_parse_splits(args.splits), seed=args.seed,
+                          templates=tuple(args.template or ("This is a sound of {}.",)), shard_size=args.shard_size,
+                          workers=args.workers, min_seconds=args.min_seconds, max_seconds=args.max_seconds,
+                          classes_from_dirs=not args.no_classes_from_dirs)
+    rep = make_shards(args.input, args.out_dir, spec,
+                      progress=lambda it, n: tqdm(it, total=n, desc="files", unit="file"))
+    print(format_report(rep))
+    print(f"shards in {args.out_dir}/<split>/, report in {args.out_dir}/report.json")
+    return 0 if sum(rep["written"].values()) else 1
+
+
+def _parse_splits(text: str) -> dict[str, float]:
     out = {}
-    if args.audio:
-        clips, rates = [], set()
-        for p in args.audio:
-            x, sr = sf.read(p, dtype="float32", always_2d=True)
-            clips.append(x.mean(1))
-            rates.add(sr)
-        if len(rates) > 1:
-            out["audio"] = np.concatenate([model.encode_audio([c], sample_rate=sf.info(p).samplerate).numpy()
-                                           for c, p in zip(clips, args.audio)])
-        else:
-            out["audio"] = model.encode_audio(clips, sample_rate=rates.pop()).numpy()
-    if args.text:
-        out["text"] = model.encode_text(args.text).numpy()
-    if "audio" in out and "text" in out:
-        sim = out["audio"] @ out["text"].T
-        for i, p in enumerate(args.audio):
-            best = int(sim[i].argmax())
-            print(f"{p}: best match {args.text[best]!r} (cosine {sim[i, best]:.3f})")
+    for part in text.split(","):
+        name, _, frac = part.partition("=")
+        try:
+            out[name.strip()] = float(frac)
+        except ValueError:
+            raise SystemExit(f"--splits: expected name=fraction,... (e.g. train=0.8,valid=0.1,test=0.1), got {text!r}")
+    return out
+
+
+def _classes(args, listing) -> list[str]:
+    if args.classes:
+        if args.classes.endswith(".json"):
+            from clap_train.data.datamodule import load_classes
+
+            return load_classes(args.classes)
+        return [c.strip() for c in args.classes.split(",") if c.strip()]
+    return listing.classes
+
+
+def cmd_zeroshot(args) -> int:
+    from clap_train.data.audio_files import list_many
+    from clap_train.tools.zeroshot import format_zeroshot, run_zeroshot
+
+    listing = list_many(args.audio, classes_from_dirs=args.classes_from_dirs)
+    model = _model(args)
+    res = run_zeroshot(model, listing, _classes(args, listing), args.template or ["This is a sound of {}."],
+                       args.out, args.batch_size, _progress())
+    print(format_zeroshot(res))
     if args.out:
-        np.savez(args.out, **out)
-        print(f"wrote {args.out}")
+        print(f"predictions, confusion matrix and results in {args.out}/")
+    _write_json(res, args.json)
+    return 0
+
+
+def cmd_embed(args) -> int:
+    from clap_train.inference import embed_texts
+    from clap_train.tools.retrieve import audio_embeddings, save_embeddings
+
+    model = _model(args)
+    if args.audio:
+        emb, rows, skipped = audio_embeddings(model, args.audio, args.batch_size, _progress())
+        for s in skipped:
+            print(f"skipped {s['path']}: {s['reason']} {s['detail']}".rstrip())
+    else:
+        rows = list(args.text)
+        emb = embed_texts(model, rows)
+    save_embeddings(args.out, emb, rows)
+    print(f"wrote {args.out} ({emb.shape[0]} x {emb.shape[1]}, float32) and its row names")
+    return 0
+
+
+def cmd_retrieve(args) -> int:
+    from clap_train.tools.retrieve import audio_to_text, format_ranked, read_captions, text_to_audio
+
+    model = _model(args)
+    if args.query:
+        res = text_to_audio(model, args.audio, args.query, args.k, args.batch_size, _progress())
+    else:
+        res = audio_to_text(model, args.audio, read_captions(args.captions), args.k, args.batch_size, _progress())
+    print(format_ranked(res))
+    _write_json(res, args.json)
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from clap_train.tools.evaluate import find_classes, format_evaluate, run_evaluate
+
+    from clap_train.data.shards import expand_shards
+
+    classes = None
+    if args.classes:
+        classes = _classes(args, None)
+    elif not args.no_zeroshot:
+        found = find_classes(expand_shards(args.shards))
+        if found:
+            from clap_train.data.datamodule import load_classes
+
+            classes = load_classes(found)
+            print(f"zero-shot classes from {found}")
+    model = _model(args)
+    res = run_evaluate(model, args.shards, classes, args.template, args.caption_key if len(args.caption_key) > 1
+                       else args.caption_key[0], args.tag_template, args.out, args.batch_size, _progress())
+    print(format_evaluate(res))
+    _write_json(res, args.json)
     return 0
 
 
@@ -105,12 +203,72 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the report as JSON")
     p.set_defaults(func=cmd_check_data)
 
-    p = sub.add_parser("encode", help="embed audio files and texts with a checkpoint; print best matches")
-    p.add_argument("--checkpoint", required=True)
-    p.add_argument("--audio", nargs="*", default=[])
-    p.add_argument("--text", nargs="*", default=[])
-    p.add_argument("--out", help="write embeddings to this .npz")
-    p.set_defaults(func=cmd_encode)
+    def model_args(p):
+        p.add_argument("--checkpoint", required=True, help="ours (.ckpt), LAION-CLAP .pt, or a Hugging Face CLAP dir")
+        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+        p.add_argument("--batch-size", type=int, default=16)
+        p.add_argument("--tokenizer", help="RoBERTa tokenizer for a LAION .pt (default roberta-base from the hub)")
+        p.add_argument("--trust-checkpoint", action="store_true",
+                       help="allow full pickle for a file that needs it (runs code from the file: trusted sources only)")
+
+    audio_help = "audio files, folders (searched recursively) or CSV/JSONL listings with a path column"
+
+    p = sub.add_parser("make-shards", help="a folder / CSV / JSONL of audio -> webdataset shards (LAION layout)")
+    p.add_argument("input", help="a folder (each sub-folder a class) or a CSV/JSONL with path, caption(s), label(s)")
+    p.add_argument("out_dir")
+    p.add_argument("--sample-rate", type=int, default=48000, help="rate of the written FLAC (every file resampled)")
+    p.add_argument("--splits", default="train=0.8,valid=0.1,test=0.1",
+                   help="fractions per split (stratified by label, seeded); a 'split' column wins")
+    p.add_argument("--seed", type=int, default=0, help="the split rule's seed")
+    p.add_argument("--template", action="append",
+                   help="caption template for labelled files without captions (repeatable; default "
+                        "'This is a sound of {}.')")
+    p.add_argument("--shard-size", type=int, default=512, help="samples per shard")
+    p.add_argument("--workers", type=int, default=0, help="decoding processes (0: one per core)")
+    p.add_argument("--min-seconds", type=float, default=0.1, help="shorter files are skipped")
+    p.add_argument("--max-seconds", type=float, default=3600.0, help="longer files are skipped unread")
+    p.add_argument("--no-classes-from-dirs", action="store_true", help="folder input: sub-folders are not classes")
+    p.set_defaults(func=cmd_make_shards)
+
+    p = sub.add_parser("zeroshot", help="classify audio files by prompt similarity; accuracy, confusion matrix")
+    model_args(p)
+    p.add_argument("--audio", nargs="+", required=True, help=audio_help)
+    p.add_argument("--classes", help="a,b,c or a JSON list file (default: the labels or sub-folders)")
+    p.add_argument("--classes-from-dirs", action="store_true", help="sub-folders are the classes and the labels")
+    p.add_argument("--template", action="append", help="prompt template (repeat for an ensemble)")
+    p.add_argument("--out", default="zeroshot", help="folder for predictions.csv, confusion.png, results.json")
+    p.add_argument("--json", help="also write the results here")
+    p.set_defaults(func=cmd_zeroshot)
+
+    p = sub.add_parser("embed", help="embed audio files or texts; write OUT.npy and OUT.rows.txt")
+    model_args(p)
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--audio", nargs="+", help=audio_help)
+    g.add_argument("--text", nargs="+", help="texts to embed")
+    p.add_argument("--out", required=True, help="the .npy file (float32 [N, D], L2-normalised)")
+    p.set_defaults(func=cmd_embed)
+
+    p = sub.add_parser("retrieve", help="rank audio for text queries, or captions for audio")
+    model_args(p)
+    p.add_argument("--audio", nargs="+", required=True, help=audio_help + ", or a .npy written by embed")
+    g = p.add_mutually_exclusive_group(required=True)
+    g.add_argument("--query", action="append", help="text query (repeatable): text -> audio")
+    g.add_argument("--captions", help="captions to rank for each audio file (.txt one per line, or a listing)")
+    p.add_argument("-k", type=int, default=10)
+    p.add_argument("--json", help="write the ranked lists here")
+    p.set_defaults(func=cmd_retrieve)
+
+    p = sub.add_parser("evaluate", help="retrieval (R@1/5/10, mAP@10, both directions) and zero-shot on shards")
+    model_args(p)
+    p.add_argument("--shards", nargs="+", required=True, help="folders, globs, brace patterns or URLs")
+    p.add_argument("--classes", help="a,b,c or a JSON list file (default: classes.json beside the shards)")
+    p.add_argument("--no-zeroshot", action="store_true")
+    p.add_argument("--template", action="append", help="prompt template (repeat for an ensemble)")
+    p.add_argument("--caption-key", nargs="+", default=["text"])
+    p.add_argument("--tag-template", action="append", help="captions from tags when a sample has none")
+    p.add_argument("--out", help="folder for similarity.png, confusion.png, results.json")
+    p.add_argument("--json", help="write the results here")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("export", help="write a checkpoint as a Hugging Face ClapModel dir, LAION .pt or ours")
     p.add_argument("checkpoint", help="ours (.ckpt), LAION-CLAP .pt, or a Hugging Face CLAP dir / hub id")
@@ -122,7 +280,15 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_export)
 
     args = ap.parse_args(argv)
-    return args.func(args)
+    from clap_train.checkpoints.load import UntrustedCheckpoint
+    from clap_train.data.audio_files import InputError
+
+    try:
+        return args.func(args)
+    except (InputError, UntrustedCheckpoint, FileNotFoundError, ValueError) as e:
+        # users' mistakes (a missing file, a bad listing, no classes ...): the message, not a traceback
+        print(f"error: {e}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -206,8 +206,7 @@ class ClapLit(L.LightningModule):
 
     def class_embeddings(self, classes: list[str]) -> torch.Tensor:
         """Prompt-ensemble text embedding per class (templates averaged, then re-normalised)."""
-        embs = [self.model.encode_text([tpl.format(c) for c in classes]) for tpl in self.eval_cfg["templates"]]
-        return F.normalize(torch.stack(embs).mean(0), dim=-1).float().cpu()
+        return self.model.class_embeddings(classes, self.eval_cfg["templates"]).float().cpu()
 
     def _eval_epoch_end(self, stage: str) -> None:
         store, self._eval_store = self._eval_store, {}

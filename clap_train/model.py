@@ -118,6 +118,14 @@ class CLAP(nn.Module):
             out.append(F.normalize(self.text_features(tok), dim=-1))
         return torch.cat(out)
 
+    @torch.no_grad()
+    def class_embeddings(self, classes: Sequence[str], templates: Sequence[str] = ("This is a sound of {}.",)
+                         ) -> torch.Tensor:
+        """Zero-shot class prototypes `[C, D]`: each template filled with each class name, the template
+        embeddings averaged per class (a prompt ensemble) and re-normalised."""
+        embs = [self.encode_text([tpl.format(c) for c in classes]) for tpl in templates]
+        return F.normalize(torch.stack(embs).mean(0), dim=-1)
+
 
 def _as_clips(waveforms, lengths) -> list[np.ndarray]:
     if isinstance(waveforms, torch.Tensor) or isinstance(waveforms, np.ndarray):

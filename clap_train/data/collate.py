@@ -37,6 +37,7 @@ def collate_eval(samples: list[dict], tokenize: Tokenize) -> dict:
         "audio_len": torch.tensor([s["audio_len"] for s in samples], dtype=torch.long),
         "longer": torch.tensor([s["longer"] for s in samples], dtype=torch.bool),
         "text": tokenize(caps),
+        "captions": caps,
         "caption_owner": torch.tensor(owner, dtype=torch.long),
         "key": [s["key"] for s in samples],
         "tags": [s["tags"] for s in samples],

@@ -52,7 +52,8 @@ def open_audio(data: bytes, spec: AudioSpec, ext: str | None = None) -> sf.Sound
     try:
         f = sf.SoundFile(io.BytesIO(data))
     except Exception as e:  # libsndfile raises several types for unknown or damaged formats
-        raise BadSample("corrupt_audio", str(e)[:120]) from None
+        # its message starts "Error opening <_io.BytesIO object at 0x...>: ": keep only the reason
+        raise BadSample("corrupt_audio", str(e).split(">: ", 1)[-1][:120]) from None
     if ext in FORMATS and f.format not in FORMATS[ext]:
         f.close()
         raise BadSample("mislabeled_audio", f".{ext} member holds {f.format}")

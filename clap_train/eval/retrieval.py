@@ -44,3 +44,11 @@ def retrieval_metrics(audio: torch.Tensor, text: torch.Tensor, owner: torch.Tens
     out["t2a_mean_rank"] = (t2a_rank.float() + 1).mean().item()
     out["a2t_mean_rank"] = (best.float() + 1).mean().item()
     return out
+
+
+def paired_similarity(audio: torch.Tensor, text: torch.Tensor, owner: torch.Tensor, n: int = 16):
+    """The first `n` clips against each one's first caption: (sim [n, n], clip indices, caption indices);
+    the diagonal holds the true pairs (what the similarity heatmap shows)."""
+    clips = torch.unique(owner)[:n]  # sorted: the first clips in evaluation order
+    first = torch.stack([(owner == c).nonzero()[0, 0] for c in clips])
+    return (audio[clips].float() @ text[first].float().T), clips, first

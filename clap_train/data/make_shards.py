@@ -1,0 +1,153 @@
+"""`make-shards`: a folder / CSV / JSONL of users' audio -> webdataset shards in the LAION-Audio-630K layout.
+
+OUT/<split>/NNNNNN.tar (+ sizes.json) per split, OUT/classes.json (the class list for zero-shot),
+OUT/report.json (what was written, what was skipped and why). Several processes decode and resample;
+the writer takes their results in input order, so the output is byte-identical for the same input and
+settings whatever the process count.
+
+Splits: a `split` column wins; otherwise a seeded, stratified rule: within each label (or among the
+unlabelled), files are ordered by a hash of (seed, relative path) and cut by the split fractions, so
+every class appears in every split in proportion and the same seed gives the same split.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from clap_train.data.audio_files import AudioItem, ReadSpec, class_phrase, list_audio, read_audio_file
+from clap_train.data.skips import BadSample
+from clap_train.data.writer import ShardWriter, encode_flac, encode_json
+
+DEFAULT_TEMPLATES = ("This is a sound of {}.",)
+
+
+@dataclass
+class MakeShardsSpec:
+    sample_rate: int = 48000
+    splits: dict[str, float] = field(default_factory=lambda: {"train": 0.8, "valid": 0.1, "test": 0.1})
+    seed: int = 0
+    templates: tuple[str, ...] = DEFAULT_TEMPLATES  # captions for labelled files without their own
+    shard_size: int = 512
+    workers: int = 0                                 # 0: as many as cores
+    min_seconds: float = 0.1
+    max_seconds: float = 3600.0
+    classes_from_dirs: bool = True                   # folder input: sub-folders are classes
+
+
+def assign_splits(items: list[AudioItem], fractions: dict[str, float], seed: int) -> list[str]:
+    total = sum(fractions.values())
+    if total <= 0 or any(v < 0 for v in fractions.values()):
+        raise ValueError(f"split fractions must be non-negative with a positive sum, got {fractions}")
+    names, cum, acc = list(fractions), [], 0.0
+    for n in names:
+        acc += fractions[n] / total
+        cum.append(acc)
+    groups: dict[str, list[int]] = {}
+    for i, it in enumerate(items):
+        groups.setdefault(it.labels[0] if it.labels else "", []).append(i)
+    out = [""] * len(items)
+    for idx in groups.values():
+        idx.sort(key=lambda i: hashlib.sha1(f"{seed}:{items[i].rel}".encode()).hexdigest())
+        for pos, i in enumerate(idx):
+            u = (pos + 0.5) / len(idx)
+            out[i] = next(n for n, c in zip(names, cum) if u < c + 1e-12)
+    for i, it in enumerate(items):  # an explicit split column wins
+        if it.split:
+            out[i] = it.split
+    return out
+
+
+def _encode(job: tuple[AudioItem, ReadSpec, tuple[str, ...]]):
+    """One file -> (flac bytes, json bytes, notes) or a skip (reason, detail). Runs in worker processes."""
+    item, spec, templates = job
+    try:
+        x, info = read_audio_file(item.path, spec)
+    except BadSample as e:
+        return None, (e.reason, e.detail)
+    captions = list(item.captions) or [t.format(class_phrase(lb)) for lb in item.labels for t in templates]
+    if not captions:
+        return None, ("no_caption", "no caption and no label")
+    notes = []
+    if info.sample_rate != spec.sample_rate:
+        notes.append("resampled")
+    if info.channels > 1:
+        notes.append("downmixed")
+    peak = float(np.abs(x).max())
+    if peak > 1.0:  # float sources (or resampling overshoot) above full scale: scaled, not clipped
+        x = x / peak
+        notes.append("rescaled")
+    meta = {"text": captions, "tag": [class_phrase(lb) for lb in item.labels],  # as classes.json names them
+            "original_data": {"path": item.rel, "sample_rate": info.sample_rate, "channels": info.channels,
+                              "seconds": round(info.seconds, 4), "format": info.format}}
+    return (encode_flac(x, spec.sample_rate), encode_json(meta)), notes
+
+
+def make_shards(src: str, out_dir: str, spec: MakeShardsSpec | None = None, progress=None, log=print) -> dict:
+    """Write the shards; returns the report (also saved as OUT/report.json)."""
+    spec = spec or MakeShardsSpec()
+    listing = list_audio(src, spec.classes_from_dirs)
+    items = listing.items
+    splits = assign_splits(items, spec.splits, spec.seed)
+    read = ReadSpec(sample_rate=spec.sample_rate, min_seconds=spec.min_seconds, max_seconds=spec.max_seconds)
+    jobs = [(it, read, tuple(spec.templates)) for it in items]
+    os.makedirs(out_dir, exist_ok=True)
+    writers: dict[str, ShardWriter] = {}
+    skipped, notes, written = [], Counter(), Counter()
+    workers = spec.workers or os.cpu_count() or 1
+    pool = mp.get_context("forkserver").Pool(workers) if workers > 1 and len(jobs) > 1 else None
+    try:
+        results = pool.imap(_encode, jobs, chunksize=4) if pool else map(_encode, jobs)
+        if progress is not None:
+            results = progress(results, len(jobs))
+        for i, (payload, extra) in enumerate(results):
+            it = items[i]
+            if payload is None:
+                reason, detail = extra
+                skipped.append({"path": it.rel, "reason": reason, "detail": detail})
+                continue
+            split = splits[i]
+            if split not in writers:
+                writers[split] = ShardWriter(os.path.join(out_dir, split), maxcount=spec.shard_size)
+            writers[split].write(f"{i:08d}", {"flac": payload[0], "json": payload[1]})
+            written[split] += 1
+            notes.update(extra)
+    finally:
+        if pool:
+            pool.close()
+            pool.join()
+        for w in writers.values():
+            w.close()
+    classes = listing.classes or sorted({lb for it in items for lb in it.labels})
+    with open(os.path.join(out_dir, "classes.json"), "w") as f:
+        json.dump([class_phrase(c) for c in classes], f, indent=1)
+    report = {"input": src, "settings": {k: v for k, v in asdict(spec).items() if k != "workers"},
+              "files": len(items), "written": dict(sorted(written.items())),
+              "skipped": len(skipped), "skipped_by_reason": dict(sorted(Counter(s["reason"] for s in skipped).items())),
+              "notes": dict(sorted(notes.items())), "ignored_not_audio": listing.ignored,
+              "skipped_files": skipped, "classes": [class_phrase(c) for c in classes]}
+    with open(os.path.join(out_dir, "report.json"), "w") as f:
+        json.dump(report, f, indent=1, sort_keys=True)
+    return report
+
+
+def format_report(rep: dict) -> str:
+    lines = [f"{rep['files']} audio files: {sum(rep['written'].values())} written "
+             f"({', '.join(f'{k} {v}' for k, v in rep['written'].items()) or 'none'}), {rep['skipped']} skipped"]
+    for reason, n in rep["skipped_by_reason"].items():
+        ex = next(s for s in rep["skipped_files"] if s["reason"] == reason)
+        lines.append(f"  skipped {n:6d} {reason:18s} e.g. {ex['path']} {ex['detail']}".rstrip())
+    for note, n in rep["notes"].items():
+        lines.append(f"  {note:>14s}: {n}")
+    if rep["ignored_not_audio"]:
+        lines.append(f"  ignored {len(rep['ignored_not_audio'])} non-audio file(s), e.g. {rep['ignored_not_audio'][0]}")
+    if rep["classes"]:
+        lines.append(f"  {len(rep['classes'])} classes: {', '.join(rep['classes'][:12])}"
+                     + (" ..." if len(rep["classes"]) > 12 else ""))
+    return "\n".join(lines)

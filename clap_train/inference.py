@@ -1,0 +1,102 @@
+"""Using a trained model on users' files and shards: embeddings in batches with a progress bar, skips
+reported (never silently dropped). The commands in cli.py are thin wrappers over these functions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from clap_train.data.audio_files import AudioItem, ReadSpec, read_audio_file
+from clap_train.data.skips import BadSample
+from clap_train.model import CLAP
+
+Progress = Callable[[Iterable, int, str], Iterable]
+
+
+def no_progress(it: Iterable, total: int, desc: str) -> Iterable:
+    return it
+
+
+def tqdm_progress(it: Iterable, total: int, desc: str) -> Iterable:
+    from tqdm import tqdm
+
+    return tqdm(it, total=total, desc=desc, unit="file" if desc.startswith("audio") else "batch")
+
+
+@dataclass
+class AudioEmbeddings:
+    emb: torch.Tensor                                   # [N, D], L2-normalised, rows = `items`
+    items: list[AudioItem]
+    skipped: list[dict] = field(default_factory=list)   # {"path", "reason", "detail"}
+
+
+def embed_items(model: CLAP, items: list[AudioItem], batch_size: int = 16, progress: Progress = no_progress,
+                max_seconds: float = 3600.0) -> AudioEmbeddings:
+    """Read (any format, rate, channels), resample to the model rate, embed as at evaluation (start crop or
+    repeat-pad; fusion models see long clips whole)."""
+    spec = ReadSpec(sample_rate=model.sample_rate, min_seconds=0.0, max_seconds=max_seconds)
+    kept, skipped, out, clips = [], [], [], []
+
+    def flush():
+        if clips:
+            out.append(model.encode_audio(clips, sample_rate=model.sample_rate, batch_size=batch_size).cpu())
+            clips.clear()
+
+    for it in progress(items, len(items), "audio files"):
+        try:
+            x, _ = read_audio_file(it.path, spec)
+        except BadSample as e:
+            skipped.append({"path": it.rel, "reason": e.reason, "detail": e.detail})
+            continue
+        clips.append(x)
+        kept.append(it)
+        if len(clips) == batch_size:
+            flush()
+    flush()
+    emb = torch.cat(out) if out else torch.zeros(0, model.embed_dim)
+    return AudioEmbeddings(emb.float(), kept, skipped)
+
+
+def embed_texts(model: CLAP, texts: list[str], batch_size: int = 256) -> torch.Tensor:
+    return model.encode_text(list(texts), batch_size=batch_size).float().cpu()
+
+
+def top_k(queries: torch.Tensor, items: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine ranking: (scores [Q, k], indices [Q, k]), best first."""
+    k = min(k, items.shape[0])
+    s, i = (queries.float() @ items.float().T).topk(k, dim=1)
+    return s.numpy(), i.numpy()
+
+
+@torch.no_grad()
+def embed_shards(model: CLAP, shards: list[str], caption_key="text", tag_templates: list[str] | None = None,
+                 batch_size: int = 32, progress: Progress = no_progress) -> dict:
+    """Every sample of a shard set once, as evaluation sees it (start crop, all captions).
+    Returns {"keys", "audio" [N, D], "text" [M, D], "captions" [M], "owner" [M], "tags", "skips"}. One process, so every
+    skip is counted here and reported."""
+    from clap_train.data.datasets import EvalStream
+    from clap_train.data.decode import AudioSpec
+    from clap_train.data.stream import SourceSpec, StreamOpts
+
+    src = SourceSpec(name="eval", shards=shards, weight=1.0, caption_key=caption_key, tag_key="tag",
+                     tag_templates=list(tag_templates or ["{}"]), resample=False)
+    audio = AudioSpec(sample_rate=model.sample_rate, clip_seconds=model.clip_seconds, fusion=model.audio_branch.fusion)
+    ds = EvalStream(src, audio, StreamOpts(), batch_size, 0, 1, model.tokenizer)
+    dev = next(model.parameters()).device
+    keys, A, T, O, tags, caps = [], [], [], [], [], []
+    for batch in progress(ds, 0, "batches"):
+        a, t, _ = model({"audio": batch["audio"].to(dev), "audio_len": batch["audio_len"].to(dev),
+                         "text": {k: v.to(dev) for k, v in batch["text"].items()}})
+        O.append(batch["caption_owner"] + len(keys))
+        keys += batch["key"]
+        tags += batch["tags"]
+        caps += batch["captions"]
+        A.append(a.float().cpu())
+        T.append(t.float().cpu())
+    if not keys:
+        raise ValueError(f"no usable samples in {len(shards)} shard(s) (skipped: {dict(ds.skips.counts) or 'none'})")
+    return {"keys": keys, "audio": torch.cat(A), "text": torch.cat(T), "owner": torch.cat(O), "tags": tags, "captions": caps,
+            "skips": dict(ds.skips.counts)}

@@ -1,0 +1,71 @@
+"""`clap-train evaluate`: the retrieval protocol (R@1/5/10, mAP@10, both directions) and zero-shot
+classification on any shard set, with the similarity heatmap and confusion matrix as pictures."""
+
+from __future__ import annotations
+
+import json
+import os
+
+from clap_train.data.shards import expand_shards
+from clap_train.eval.retrieval import paired_similarity, retrieval_metrics
+from clap_train.eval.zeroshot import confusion_matrix, labels_from_tags, zeroshot_metrics
+from clap_train.inference import Progress, embed_shards, no_progress
+from clap_train.model import CLAP
+from clap_train.plots import confusion_matrix_png, similarity_heatmap
+
+
+def find_classes(shards: list[str]) -> str | None:
+    """classes.json as make-shards writes it: beside the shards or one folder up (OUT/classes.json)."""
+    if not shards or "://" in shards[0] or shards[0].startswith("pipe:"):
+        return None
+    d = os.path.dirname(os.path.abspath(shards[0]))
+    for cand in (os.path.join(d, "classes.json"), os.path.join(os.path.dirname(d), "classes.json")):
+        if os.path.exists(cand):
+            return cand
+    return None
+
+
+def run_evaluate(model: CLAP, shards, classes: list[str] | None = None, templates: list[str] | None = None,
+                 caption_key="text", tag_templates: list[str] | None = None, out_dir: str | None = None,
+                 batch_size: int = 32, progress: Progress = no_progress) -> dict:
+    urls = expand_shards(shards)
+    if not urls:
+        raise ValueError(f"no shards found at {shards!r}")
+    templates = templates or ["This is a sound of {}."]
+    e = embed_shards(model, urls, caption_key, tag_templates, batch_size, progress)
+    metrics = retrieval_metrics(e["audio"], e["text"], e["owner"])
+    metrics.update(n_clips=float(len(e["keys"])), n_captions=float(len(e["owner"])))
+    result = {"shards": len(urls), "metrics": metrics, "skipped": e["skips"], "classes": classes or []}
+    labels = protos = None
+    if classes:
+        protos = model.class_embeddings(classes, templates).float().cpu()
+        labels = labels_from_tags(e["tags"], classes)
+        metrics.update(zeroshot_metrics(e["audio"], protos, labels))
+        result["unlabelled_clips"] = int((labels < 0).sum())
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+        sim, clips, caps = paired_similarity(e["audio"], e["text"], e["owner"])
+        similarity_heatmap(sim.numpy(), [e["keys"][i] for i in clips.tolist()],
+                           [e["captions"][j] for j in caps.tolist()],
+                           f"audio-text similarity, first {len(clips)} clips", os.path.join(out_dir, "similarity.png"))
+        if labels is not None and (labels >= 0).any():
+            confusion_matrix_png(confusion_matrix(e["audio"], protos, labels).numpy(), classes,
+                                 f"zero-shot confusion (top-1 {metrics['zeroshot_top1']:.1%})",
+                                 os.path.join(out_dir, "confusion.png"))
+        with open(os.path.join(out_dir, "results.json"), "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+def format_evaluate(res: dict) -> str:
+    m = res["metrics"]
+    lines = [f"{int(m['n_clips'])} clips, {int(m['n_captions'])} captions from {res['shards']} shard(s)"
+             + (f"; skipped {res['skipped']}" if res["skipped"] else "")]
+    lines.append(f"{'':14s} {'R@1':>7s} {'R@5':>7s} {'R@10':>7s} {'mAP@10':>7s}")
+    for d, name in (("t2a", "text->audio"), ("a2t", "audio->text")):
+        lines.append(f"{name:14s} " + " ".join(f"{m[f'{d}_{k}']:7.1%}" for k in ("R@1", "R@5", "R@10", "mAP@10")))
+    if "zeroshot_top1" in m:
+        lines.append(f"zero-shot top-1 {m['zeroshot_top1']:.1%}" + (f", top-5 {m['zeroshot_top5']:.1%}"
+                     if "zeroshot_top5" in m else "") + f" over {int(m['zeroshot_n'])} labelled clips "
+                     f"(chance {m['zeroshot_chance']:.1%})")
+    return "\n".join(lines)

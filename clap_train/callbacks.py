@@ -107,3 +107,67 @@ class FlushLogsWithCheckpoints(L.Callback):
             return
         if row:
             checkpoint["pending_log_row"] = {**row, "step": step}
+
+
+class EvalPictures(L.Callback):
+    """After each validation (and the test), per source: a similarity heatmap of a fixed set of clips (the
+    first `n_clips` in evaluation order, each against its first caption) and, where the source has zero-shot
+    classes, the confusion matrix. Saved as PNG in `<run_dir>/plots/` (the latest of each, overwritten) and
+    sent to the loggers that take images (wandb, TensorBoard)."""
+
+    def __init__(self, dirpath: str, n_clips: int = 16):
+        self.dirpath, self.n_clips = dirpath, n_clips
+        self.written: list[str] = []
+
+    def on_validation_end(self, trainer, pl_module):
+        if not trainer.sanity_checking:
+            self._draw(trainer, pl_module, "val")
+
+    def on_test_end(self, trainer, pl_module):
+        self._draw(trainer, pl_module, "test")
+
+    def _draw(self, trainer, pl_module, stage: str) -> None:
+        if not trainer.is_global_zero:
+            return
+        from clap_train.eval.retrieval import paired_similarity
+        from clap_train.eval.zeroshot import confusion_matrix
+        from clap_train.plots import confusion_matrix_png, similarity_heatmap
+
+        step = trainer.global_step
+        for src, a in (getattr(pl_module, "eval_arrays", {}).get(stage) or {}).items():
+            sim, clips, caps = paired_similarity(a["audio"], a["text"], a["owner"], self.n_clips)
+            name = f"{stage}_{src}_similarity"
+            png = similarity_heatmap(sim.numpy(), [a["keys"][i] for i in clips.tolist()],
+                                     [a["captions"][j] for j in caps.tolist()],
+                                     f"{stage}/{src}: audio-text similarity at step {step}", self._path(name))
+            self._send(trainer, f"{stage}/{src}/similarity", png, step)
+            if "labels" in a and (a["labels"] >= 0).any():
+                cm = confusion_matrix(a["audio"], a["prototypes"], a["labels"]).numpy()
+                acc = cm.trace() / max(cm.sum(), 1)
+                name = f"{stage}_{src}_confusion"
+                png = confusion_matrix_png(cm, a["classes"], f"{stage}/{src}: zero-shot confusion at step {step} "
+                                           f"(top-1 {acc:.1%})", self._path(name))
+                self._send(trainer, f"{stage}/{src}/confusion", png, step)
+
+    def _path(self, name: str) -> str:
+        import os
+
+        path = os.path.join(self.dirpath, name + ".png")
+        if path not in self.written:
+            self.written.append(path)
+        return path
+
+    @staticmethod
+    def _send(trainer, key: str, png: bytes, step: int) -> None:
+        import io
+
+        for lg in trainer.loggers:
+            kind = type(lg).__name__
+            if kind == "WandbLogger":
+                from PIL import Image
+
+                lg.log_image(key=key, images=[Image.open(io.BytesIO(png))], step=step)
+            elif kind == "TensorBoardLogger":
+                from matplotlib.image import imread
+
+                lg.experiment.add_image(key, imread(io.BytesIO(png), format="png")[..., :3], step, dataformats="HWC")

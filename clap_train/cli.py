@@ -83,7 +83,8 @@ def _parse_splits(text: str) -> dict[str, float]:
         try:
             out[name.strip()] = float(frac)
         except ValueError:
-            raise SystemExit(f"--splits: expected name=fraction,... (e.g. train=0.8,valid=0.1,test=0.1), got {text!r}")
+            raise ValueError("--splits: expected name=fraction,... (e.g. train=0.8,valid=0.1,test=0.1), "
+                             f"got {text!r}") from None
     return out
 
 
@@ -143,15 +144,15 @@ def cmd_retrieve(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from clap_train.tools.evaluate import find_classes, format_evaluate, run_evaluate
-
+    from clap_train.data.make_shards import find_classes_file
     from clap_train.data.shards import expand_shards
+    from clap_train.tools.evaluate import format_evaluate, run_evaluate
 
     classes = None
     if args.classes:
         classes = _classes(args, None)
     elif not args.no_zeroshot:
-        found = find_classes(expand_shards(args.shards))
+        found = find_classes_file(expand_shards(args.shards))
         if found:
             from clap_train.data.datamodule import load_classes
 

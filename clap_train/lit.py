@@ -52,6 +52,8 @@ class ClapLit(L.LightningModule):
         self.flops_per_step: float | None = None
         self._eval_store: dict[str, dict] = {}
         self.last_eval: dict[str, dict[str, float]] = {}
+        # the last evaluation's embeddings per stage and source (what the pictures are drawn from)
+        self.eval_arrays: dict[str, dict[str, dict]] = {}
 
     # --- optimiser -----------------------------------------------------------------------------------
     def configure_optimizers(self):
@@ -184,10 +186,12 @@ class ClapLit(L.LightningModule):
         a = F.normalize(self.model.audio_features(batch["audio"], batch["audio_len"]), dim=-1).float().cpu()
         t = F.normalize(self.model.text_features(batch["text"]), dim=-1).float().cpu()
         src = batch["source"][0]
-        st = self._eval_store.setdefault(src, {"keys": [], "audio": [], "text": [], "owner": [], "tags": []})
+        st = self._eval_store.setdefault(src, {"keys": [], "audio": [], "text": [], "owner": [], "tags": [],
+                                               "captions": []})
         offset = len(st["keys"])
         st["keys"] += batch["key"]
         st["tags"] += batch["tags"]
+        st["captions"] += batch["captions"]
         st["audio"].append(a)
         st["text"].append(t)
         st["owner"].append(batch["caption_owner"].cpu() + offset)
@@ -213,14 +217,18 @@ class ClapLit(L.LightningModule):
         classes_by_source = getattr(getattr(self.trainer, "datamodule", None), "zeroshot", {}) or {}
         results: dict[str, dict[str, float]] = {}
         prompts: dict[tuple, torch.Tensor] = {}  # sources sharing a class list encode its prompts once
+        arrays = self.eval_arrays[stage] = {}
         for src in sorted(store):
-            keys, audio, text, owner, tags = _gather_dedup(store[src])
+            keys, audio, text, owner, tags, captions = _gather_dedup(store[src])
             m = retrieval_metrics(audio, text, owner)
             classes = classes_by_source.get(src)
+            arrays[src] = {"keys": keys, "audio": audio, "text": text, "owner": owner, "captions": captions}
             if classes:
                 if tuple(classes) not in prompts:
                     prompts[tuple(classes)] = self.class_embeddings(classes)
-                m.update(zeroshot_metrics(audio, prompts[tuple(classes)], labels_from_tags(tags, classes)))
+                labels = labels_from_tags(tags, classes)
+                m.update(zeroshot_metrics(audio, prompts[tuple(classes)], labels))
+                arrays[src].update(classes=list(classes), prototypes=prompts[tuple(classes)], labels=labels)
             m["n_clips"], m["n_captions"] = float(len(keys)), float(len(owner))
             results[src] = m
         if results:
@@ -262,9 +270,9 @@ def _gather_dedup(st: dict):
     """Concatenate this rank's eval outputs, gather every rank's, keep each sample key once."""
     audio, text = torch.cat(st["audio"]), torch.cat(st["text"])
     owner = torch.cat(st["owner"])
-    parts = gather_objects((st["keys"], audio, text, owner, st["tags"]))
-    keys, A, T, O, tags, seen = [], [], [], [], [], set()
-    for k_list, a, t, o, tg in parts:
+    parts = gather_objects((st["keys"], audio, text, owner, st["tags"], st["captions"]))
+    keys, A, T, O, tags, caps, seen = [], [], [], [], [], [], set()
+    for k_list, a, t, o, tg, cp in parts:
         for i, k in enumerate(k_list):
             if k in seen:
                 continue
@@ -275,8 +283,9 @@ def _gather_dedup(st: dict):
             A.append(a[i])
             sel = (o == i).nonzero().flatten()
             T.append(t[sel])
+            caps += [cp[j] for j in sel.tolist()]
             O.append(torch.full((len(sel),), new, dtype=torch.long))
-    return keys, torch.stack(A), torch.cat(T), torch.cat(O), tags
+    return keys, torch.stack(A), torch.cat(T), torch.cat(O), tags, caps
 
 
 def _rng_state() -> dict:

@@ -32,5 +32,12 @@ def format_report(results: dict) -> str:
     lines.append(f"  steps: {results.get('global_step')}   wall time: {results.get('wall_seconds', 0):.0f} s")
     lines.append(f"  run dir:    {results.get('run_dir')}")
     lines.append(f"  checkpoint: {results.get('checkpoint')}")
+    pics = results.get("plots") or []
+    if pics:
+        import os
+
+        names = [os.path.basename(p) for p in pics if os.path.basename(p).startswith("test_")] or \
+            [os.path.basename(p) for p in pics]
+        lines.append(f"  pictures:   {os.path.dirname(pics[0])}/ ({', '.join(names)})")
     lines.append("=" * 78)
     return "\n".join(lines)

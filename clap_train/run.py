@@ -28,7 +28,8 @@ log = logging.getLogger("clap_train")
 # Warnings that do not apply to this design: our IterableDataset gives every worker its own slot and
 # length, and with manual optimisation the checkpoint is taken after the step on purpose.
 for _msg in (".*`IterableDataset` has `__len__` defined.*", ".*ModelCheckpoint with manual optimization.*",
-             ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*"):
+             ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
+             ".*module\\(s\\) in eval mode at the start of training.*"):  # frozen stages stay in eval on purpose
     warnings.filterwarnings("ignore", message=_msg)
 
 
@@ -130,6 +131,9 @@ def run(cfg: DictConfig) -> dict:
         kw = {"ckpt_path": best, "weights_only": True} if best else {}
         trainer.test(lit, datamodule=dm, verbose=False, **kw)
         results["test"] = lit.last_eval.get("test", {})
+    plots = os.path.join(run_dir, "plots")
+    results["plots"] = sorted(os.path.join(plots, f) for f in os.listdir(plots) if f.endswith(".png")) \
+        if os.path.isdir(plots) else []
     results["wall_seconds"] = time.time() - t0
     results["chance"] = {k: v for k, v in results.get("test", {}).items() if k.endswith("zeroshot_chance")}
     if trainer.is_global_zero:

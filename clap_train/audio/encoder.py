@@ -24,3 +24,30 @@ class AudioEncoder(nn.Module):
 
     def forward(self, mel: torch.Tensor, longer: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_frames(mel, longer)
+
+    def stem_and_stages(self) -> tuple[list[nn.Module], list[nn.Module]]:
+        """The input stem (input norm, patch embedding) and the stages in input order, for freezing."""
+        raise NotImplementedError
+
+    def freeze(self, n_stages: int) -> None:
+        """Freeze the stem and the first `n_stages` stages (-1: the whole tower). Frozen modules also stay in
+        eval mode, so their BatchNorm statistics and dropout are those of the checkpoint."""
+        stem, stages = self.stem_and_stages()
+        if n_stages == 0:
+            return
+        if n_stages < -1 or n_stages > len(stages):
+            raise ValueError(f"audio_encoder.freeze_layers={n_stages}; valid: 0..{len(stages)} stages, or -1 for "
+                             "the whole tower")
+        self._frozen = [self] if n_stages == -1 else stem + stages[:n_stages]
+        for m in self._frozen:
+            for p in m.parameters():
+                p.requires_grad_(False)
+        self.train(self.training)
+
+    def train(self, mode: bool = True):
+        frozen = getattr(self, "_frozen", [])
+        super().train(mode and not any(m is self for m in frozen))
+        for m in frozen:
+            if m is not self:
+                m.train(False)
+        return self

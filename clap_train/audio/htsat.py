@@ -249,6 +249,9 @@ class HTSAT(AudioEncoder):
         self.post_pool = nn.Identity()
         self.apply(_init)
 
+    def stem_and_stages(self):
+        return [self.bn0, self.patch_embed], list(self.layers)
+
     def fold(self, x: torch.Tensor) -> torch.Tensor:
         """[B, C, T, F] -> [B, C, F*r, T'/r] with T' = spec_size*r: the time axis cut into r chunks stacked
         along frequency, after a bicubic resize to T' frames (1001 -> 1024 for 10 s clips)."""

@@ -75,6 +75,9 @@ class PANN(AudioEncoder):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
 
+    def stem_and_stages(self):
+        return [self.bn0], [getattr(self, f"conv_block{i}") for i in range(1, len(self.pools) + 1)]
+
     def forward_frames(self, mel: torch.Tensor, longer: torch.Tensor | None = None) -> torch.Tensor:
         x = mel.unsqueeze(1)  # [B, 1, T, F]
         x = self.bn0(x.transpose(1, 3)).transpose(1, 3)  # mel bins as BN channels

@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader
 from clap_train.data.collate import Tokenize
 from clap_train.data.datasets import EvalStream, TrainStream, worker_init
 from clap_train.data.decode import AudioSpec
+from clap_train.data.make_shards import find_classes_file
 from clap_train.data.shards import ensure_sizes, expand_shards
 from clap_train.data.stream import SourceSpec, StreamOpts
 from clap_train.distributed import gather_objects
@@ -215,10 +216,14 @@ class ClapDataModule(L.LightningDataModule):
 
     def eval_specs(self, stage: str) -> list[SourceSpec]:
         cfg = self.cfg_val if stage == "val" else self.cfg_test
-        specs = parse_sources(cfg, "val_sources" if stage == "val" else "test_sources", self.tag_templates)
-        for name, c in cfg.items():
-            if c and c.get("zeroshot_classes"):
-                self.zeroshot[name] = load_classes(c["zeroshot_classes"])
+        specs = parse_sources(cfg, what_key(stage), self.tag_templates)
+        for spec in specs:
+            c = cfg.get(spec.name) or {}
+            found = c.get("zeroshot_classes") or find_classes_file(spec.shards)  # make-shards writes classes.json
+            if found:
+                self.zeroshot[spec.name] = load_classes(found)
+                if not c.get("zeroshot_classes"):
+                    log.info("data.%s.%s: zero-shot classes from %s", what_key(stage), spec.name, found)
         return specs
 
     def train_samples(self) -> int | None:
@@ -280,7 +285,7 @@ class ClapDataModule(L.LightningDataModule):
     def _eval_loaders(self, stage: str) -> list[DataLoader]:
         loaders = []
         specs = self.eval_specs(stage)
-        self.check_sources(specs, "val_sources" if stage == "val" else "test_sources")
+        self.check_sources(specs, what_key(stage))
         for spec in specs:
             ds = EvalStream(spec, self.audio, self.opts, self.eval_batch_size, self.rank, self.world, self.tokenize)
             workers = min(self.num_workers, max(1, len(spec.shards[self.rank::self.world])))
@@ -305,6 +310,10 @@ class ClapDataModule(L.LightningDataModule):
 
     def skip_counts(self) -> dict[str, int]:
         return self._train_loader.skip_counts() if self._train_loader else {}
+
+
+def what_key(stage: str) -> str:
+    return "val_sources" if stage == "val" else "test_sources"
 
 
 def load_classes(spec) -> list[str]:

@@ -137,6 +137,17 @@ def make_shards(src: str, out_dir: str, spec: MakeShardsSpec | None = None, prog
     return report
 
 
+def find_classes_file(shards: list[str]) -> str | None:
+    """classes.json as make-shards writes it: beside the shards or one folder up (OUT/classes.json)."""
+    if not shards or "://" in shards[0] or shards[0].startswith("pipe:"):
+        return None
+    d = os.path.dirname(os.path.abspath(shards[0]))
+    for cand in (os.path.join(d, "classes.json"), os.path.join(os.path.dirname(d), "classes.json")):
+        if os.path.exists(cand):
+            return cand
+    return None
+
+
 def format_report(rep: dict) -> str:
     lines = [f"{rep['files']} audio files: {sum(rep['written'].values())} written "
              f"({', '.join(f'{k} {v}' for k, v in rep['written'].items()) or 'none'}), {rep['skipped']} skipped"]

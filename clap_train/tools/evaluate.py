@@ -14,17 +14,6 @@ from clap_train.model import CLAP
 from clap_train.plots import confusion_matrix_png, similarity_heatmap
 
 
-def find_classes(shards: list[str]) -> str | None:
-    """classes.json as make-shards writes it: beside the shards or one folder up (OUT/classes.json)."""
-    if not shards or "://" in shards[0] or shards[0].startswith("pipe:"):
-        return None
-    d = os.path.dirname(os.path.abspath(shards[0]))
-    for cand in (os.path.join(d, "classes.json"), os.path.join(os.path.dirname(d), "classes.json")):
-        if os.path.exists(cand):
-            return cand
-    return None
-
-
 def run_evaluate(model: CLAP, shards, classes: list[str] | None = None, templates: list[str] | None = None,
                  caption_key="text", tag_templates: list[str] | None = None, out_dir: str | None = None,
                  batch_size: int = 32, progress: Progress = no_progress) -> dict:

@@ -31,7 +31,7 @@ def write_messy_folder(root: str, per_class: int = 6, seed: int = 0) -> dict:
             x = make_clip(cls, ("low", "medium", "high")[j % 3], ("once", "twice", "three times")[j % 3],
                           "loud", sr, rng)
             if sub == "FLOAT":
-                x = x * 1.6  # above full scale: must be rescaled, not clipped
+                x = x * 2.0  # above full scale: must be rescaled, not clipped
             wav = np.stack([x * (0.9 ** k) for k in range(ch)], axis=1) if ch > 1 else x
             rel = f"{cls}/clip_{j:02d}.{ext}"
             sf.write(os.path.join(root, rel), wav, sr, format=fmt, subtype=sub)

@@ -171,3 +171,18 @@ def test_config_errors_are_one_line_not_tracebacks(tmp_path):
     p = cli(["ckpt_path=/nonexistent/x.ckpt", "debug=fast", *SMALL_DATA, f"paths.root={tmp_path}"], tmp_path)
     assert p.returncode == 2
     assert "error: ckpt_path=/nonexistent/x.ckpt: file not found" in p.stderr and "Traceback" not in p.stderr
+
+
+def test_pictures_of_validation_and_test(fast_run):
+    """The similarity heatmap and the zero-shot confusion matrix of each eval source, as PNGs in the run dir."""
+    from matplotlib.image import imread
+
+    res = fast_run[1]
+    names = sorted(os.path.basename(p) for p in res["plots"])
+    assert names == sorted(f"{stage}_{src}_{kind}.png" for stage in ("test", "val") for src in ("sentences", "tags")
+                           for kind in ("confusion", "similarity"))
+    img = imread(os.path.join(res["run_dir"], "plots", "test_sentences_similarity.png"))
+    assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
+    from clap_train.report import format_report
+
+    assert "pictures:" in format_report(res) and "test_tags_confusion.png" in format_report(res)

@@ -210,7 +210,8 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--batch-size", type=int, default=16)
         p.add_argument("--tokenizer", help="RoBERTa tokenizer for a LAION .pt (default roberta-base from the hub)")
         p.add_argument("--trust-checkpoint", action="store_true",
-                       help="allow full pickle for a file that needs it (runs code from the file: trusted sources only)")
+                       help="allow full pickle for a file that needs it (runs code from the file: trusted "
+                            "sources only)")
 
     audio_help = "audio files, folders (searched recursively) or CSV/JSONL listings with a path column"
 

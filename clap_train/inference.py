@@ -75,8 +75,8 @@ def top_k(queries: torch.Tensor, items: torch.Tensor, k: int) -> tuple[np.ndarra
 def embed_shards(model: CLAP, shards: list[str], caption_key="text", tag_templates: list[str] | None = None,
                  batch_size: int = 32, progress: Progress = no_progress) -> dict:
     """Every sample of a shard set once, as evaluation sees it (start crop, all captions).
-    Returns {"keys", "audio" [N, D], "text" [M, D], "captions" [M], "owner" [M], "tags", "skips"}. One process, so every
-    skip is counted here and reported."""
+    Returns {"keys", "audio" [N, D], "text" [M, D], "captions" [M], "owner" [M], "tags", "skips"}.
+    One process, so every skip is counted here and reported."""
     from clap_train.data.datasets import EvalStream
     from clap_train.data.decode import AudioSpec
     from clap_train.data.stream import SourceSpec, StreamOpts
@@ -98,5 +98,5 @@ def embed_shards(model: CLAP, shards: list[str], caption_key="text", tag_templat
         T.append(t.float().cpu())
     if not keys:
         raise ValueError(f"no usable samples in {len(shards)} shard(s) (skipped: {dict(ds.skips.counts) or 'none'})")
-    return {"keys": keys, "audio": torch.cat(A), "text": torch.cat(T), "owner": torch.cat(O), "tags": tags, "captions": caps,
-            "skips": dict(ds.skips.counts)}
+    return {"keys": keys, "audio": torch.cat(A), "text": torch.cat(T), "owner": torch.cat(O), "tags": tags,
+            "captions": caps, "skips": dict(ds.skips.counts)}

@@ -156,9 +156,7 @@ def build_model(cfg: dict, text_assets: dict | None = None) -> CLAP:
         fe_cfg["mel_scale"] = "htk" if enc_cfg.get("fusion") else "slaney"
     frontend = LogMel(**fe_cfg)
     enc_cfg.setdefault("n_mels", frontend.n_mels)
-    freeze = int(enc_cfg.pop("freeze_layers", 0) or 0)
     encoder = instantiate(enc_cfg, _convert_="all")
-    encoder.freeze(freeze)
     pool_cfg = dict(cfg.pop("pooling"))
     pooling = build_pooling(pool_cfg.pop("name"), encoder.frame_dim, **pool_cfg)
     text_cfg = dict(cfg.pop("text_encoder"))

@@ -214,7 +214,7 @@ class HTSAT(AudioEncoder):
                  n_mels: int = 64, spec_size: int = 256, patch_size: int = 4, patch_stride: int = 4,
                  window_size: int = 8, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
                  attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, fusion: bool = False,
-                 spec_augment: dict | None = None, gradient_checkpointing: bool = False):
+                 spec_augment: dict | None = None, gradient_checkpointing: bool = False, freeze_layers: int = 0):
         super().__init__()
         if name is not None:
             if name not in HTSAT_SIZES:
@@ -248,6 +248,7 @@ class HTSAT(AudioEncoder):
         self.time_stride = spec_size // self.final_grid  # (spec_size*r mel frames) / (r*g output frames)
         self.post_pool = nn.Identity()
         self.apply(_init)
+        self.freeze(freeze_layers)
 
     def stem_and_stages(self):
         return [self.bn0, self.patch_embed], list(self.layers)

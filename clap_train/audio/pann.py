@@ -40,7 +40,7 @@ class PANN(AudioEncoder):
     def __init__(self, channels, pools, kernel_size: int = 3, n_convs: int = 2, n_mels: int = 64,
                  dropout: float = 0.2, post_dropout: float = 0.5,
                  spec_augment: dict | None = None, channels_last: bool = False,
-                 gradient_checkpointing: bool = False):
+                 gradient_checkpointing: bool = False, freeze_layers: int = 0):
         super().__init__()
         assert len(channels) == len(pools)
         self.n_mels = n_mels
@@ -64,6 +64,7 @@ class PANN(AudioEncoder):
             dropout2=nn.Dropout(post_dropout),
         ))
         self._init_weights()
+        self.freeze(freeze_layers)
 
     def _init_weights(self):
         for m in self.modules():

@@ -114,7 +114,8 @@ def test_csv_and_jsonl_inputs(messy, tmp_path):
     with open(tmp_path / "list.csv", "w") as f:
         f.write("path,caption_1,caption_2,labels,split\n")
         f.write(f"{src}/{info['good'][0]},a bell rings,a struck bell,bell;metal,valid\n")
-        f.write(f"{src}/{[g for g in info['good'] if g.startswith('drum/')][0]},,,drum,\n")  # captions from the template
+        drum = [g for g in info["good"] if g.startswith("drum/")][0]
+        f.write(f"{src}/{drum},,,drum,\n")  # no captions: made from the template
         f.write("missing.wav,gone,,x,\n")                    # relative to the CSV: not there
     rep = make_shards(str(tmp_path / "list.csv"), str(tmp_path / "o"), MakeShardsSpec(workers=1))
     assert rep["written"] == {"train": 1, "valid": 1}

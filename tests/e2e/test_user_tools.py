@@ -26,7 +26,8 @@ def test_folder_to_trained_evaluated_exported_model(tmp_path, capsys):
 
     cfg = compose_cfg(tmp_path, ["data=shards", f"data.train_shards={shards}/train", f"data.val_shards={shards}/valid",
                                  f"data.test_shards={shards}/test", "data.audio.sample_rate=32000",
-                                 "data.audio.clip_seconds=2", "synthetic.enabled=false", "audio_encoder.freeze_layers=1"])
+                                 "data.audio.clip_seconds=2", "synthetic.enabled=false",
+                                 "audio_encoder.freeze_layers=1"])
     res = run(cfg)
     assert res["global_step"] == 4
     for stage in ("val", "test"):  # classes.json found beside the shards: zero-shot is measured

@@ -18,14 +18,16 @@ def test_evaluate_on_made_shards_equals_the_eval_functions(small_ckpt, small_mod
                                          if f.endswith(".tar")))
     want = retrieval_metrics(e["audio"], e["text"], e["owner"])
     protos = small_model.class_embeddings(["bell", "buzzer", "drum", "whistle"])
-    want.update(zeroshot_metrics(e["audio"], protos, labels_from_tags(e["tags"], ["bell", "buzzer", "drum", "whistle"])))
+    classes = ["bell", "buzzer", "drum", "whistle"]
+    want.update(zeroshot_metrics(e["audio"], protos, labels_from_tags(e["tags"], classes)))
     assert {k: v for k, v in res["metrics"].items() if k in want} == want
     assert res["metrics"]["n_clips"] == json.load(open(f"{out}/report.json"))["written"]["test"]
     assert res["unlabelled_clips"] == 0
     assert {"similarity.png", "confusion.png", "results.json"} <= set(os.listdir(tmp_path / "ev"))
     assert "text->audio" in format_evaluate(res)
     # the CLI finds classes.json one folder up, as make-shards writes it
-    assert main(["evaluate", "--checkpoint", small_ckpt, "--shards", f"{out}/test", "--json", str(tmp_path / "r.json")]) == 0
+    assert main(["evaluate", "--checkpoint", small_ckpt, "--shards", f"{out}/test",
+                 "--json", str(tmp_path / "r.json")]) == 0
     assert "zero-shot classes from" in capsys.readouterr().out
     got = json.load(open(tmp_path / "r.json"))["metrics"]
     assert got["zeroshot_top1"] == res["metrics"]["zeroshot_top1"] and got["t2a_R@1"] == want["t2a_R@1"]

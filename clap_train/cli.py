@@ -72,7 +72,8 @@ def cmd_make_shards(args) -> int:
     rep = make_shards(args.input, args.out_dir, spec,
                       progress=lambda it, n: tqdm(it, total=n, desc="files", unit="file"))
     print(format_report(rep))
-    print(f"shards in {args.out_dir}/<split>/, report in {args.out_dir}/report.json")
+    out = os.path.normpath(args.out_dir)
+    print(f"shards in {out}/<split>/, report in {out}/report.json")
     return 0 if sum(rep["written"].values()) else 1
 
 

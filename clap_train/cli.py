@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -51,7 +52,6 @@ def _model(args):
 def _write_json(obj, path: str | None) -> None:
     if path:
         import json
-        import os
 
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
         with open(path, "w") as f:

@@ -5,22 +5,8 @@ from __future__ import annotations
 import time
 
 import lightning as L
-import torch
 
-
-def measure_peak_flops(seconds: float = 0.5) -> float:
-    """Achieved FLOP/s of a large fp32 matmul on this device: the yardstick MFU is measured against."""
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
-    n = 2048 if dev == "cpu" else 8192
-    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
-    a @ b
-    reps, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        a @ b
-        reps += 1
-    if dev == "cuda":
-        torch.cuda.synchronize()
-    return 2 * n ** 3 * reps / (time.perf_counter() - t0)
+from clap_train.flops import measure_peak_flops
 
 
 class Throughput(L.Callback):

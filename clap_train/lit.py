@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from clap_train.eval.retrieval import retrieval_metrics
 from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
 from clap_train.distributed import gather_objects, world_info
+from clap_train.flops import flop_counter
 from clap_train.loss import ContrastiveLoss
 from clap_train.model import CLAP, build_model
 from clap_train.secrets import redact
@@ -145,7 +146,7 @@ class ClapLit(L.LightningModule):
         opt, sched = self.optimizers(), self.lr_schedulers()
         opt.zero_grad(set_to_none=True)
         count = self.flops_per_step is None
-        ctx = _flop_counter() if count else nullcontext()
+        ctx = flop_counter() if count else nullcontext()
         with ctx as fc:
             loss = self._loss_and_backward(batch)
         if count:
@@ -299,21 +300,3 @@ def _set_rng_state(st: dict) -> None:
     torch.set_rng_state(st["cpu"])
     if "cuda" in st:
         torch.cuda.set_rng_state(st["cuda"])
-
-
-class _flop_counter:
-    """FlopCounterMode with attention forced onto the math kernel, which the counter can see on CPU."""
-
-    def __enter__(self):
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-        from torch.utils.flop_counter import FlopCounterMode
-
-        self.fc, self.kernel = FlopCounterMode(display=False), sdpa_kernel(SDPBackend.MATH)
-        self.kernel.__enter__()
-        self.fc.__enter__()
-        return self.fc
-
-    def __exit__(self, *exc):
-        self.fc.__exit__(*exc)
-        self.kernel.__exit__(*exc)
-        return False

@@ -47,12 +47,19 @@ class ContrastiveLoss(nn.Module):
             return (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
         all_audio = gather_features(audio, self.gather_with_grad)
         all_text = gather_features(text, self.gather_with_grad)
-        if self.local_loss:
-            logits_a = logit_scale * audio @ all_text.T
-            logits_t = logit_scale * text @ all_audio.T
-            labels = torch.arange(b, device=audio.device) + rank * b
-        else:
-            logits_a = logit_scale * all_audio @ all_text.T
-            logits_t = logits_a.T
-            labels = torch.arange(all_audio.shape[0], device=audio.device)
-        return (F.cross_entropy(logits_a, labels) + F.cross_entropy(logits_t, labels)) / 2
+        return gathered_infonce(audio, text, all_audio, all_text, logit_scale, rank * b, self.local_loss)
+
+
+def gathered_infonce(audio, text, all_audio, all_text, logit_scale, offset: int, local_loss: bool) -> torch.Tensor:
+    """One rank's loss once features are gathered: its own rows (at `offset`) against all N columns
+    (local, b x N logits), or the whole N x N matrix on every rank."""
+    b = audio.shape[0]
+    if local_loss:
+        logits_a = logit_scale * audio @ all_text.T
+        logits_t = logit_scale * text @ all_audio.T
+        labels = torch.arange(b, device=audio.device) + offset
+    else:
+        logits_a = logit_scale * all_audio @ all_text.T
+        logits_t = logits_a.T
+        labels = torch.arange(all_audio.shape[0], device=audio.device)
+    return (F.cross_entropy(logits_a, labels) + F.cross_entropy(logits_t, labels)) / 2

@@ -14,7 +14,12 @@ def stack_audio(samples: list[dict]) -> torch.Tensor:
     """[B, T]; clips kept whole for fusion can differ in length: zero-padded to the longest
     (`audio_len` keeps each true length)."""
     width = max(s["audio"].shape[0] for s in samples)
-    return torch.from_numpy(np.stack([np.pad(s["audio"], (0, width - s["audio"].shape[0])) for s in samples]))
+    out = np.empty((len(samples), width), dtype=np.float32)  # one write per element (no pad, then stack)
+    for i, s in enumerate(samples):
+        n = s["audio"].shape[0]
+        out[i, :n] = s["audio"]
+        out[i, n:] = 0.0
+    return torch.from_numpy(out)
 
 
 def collate_train(samples: list[dict], tokenize: Tokenize) -> dict:

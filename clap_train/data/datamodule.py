@@ -113,9 +113,19 @@ class _TrainLoader(DataLoader):
                             "world": dataset.world, "carry": {}}
 
     def __iter__(self):
-        self.dataset.start = {"batches": self.state["batches"], "slots": dict(self.state["slots"]),
-                              "carry": self.state["carry"]}
+        k0, spe = self.state["batches"], self.dataset.steps_per_epoch
+        if self._iterator is not None and not self._workers_continue(k0):
+            self._iterator._shutdown_workers()  # persistent workers that would serve other slots: new ones
+            self._iterator = None
+        self._iter_span = (k0, (k0 // spe + 1) * spe)
+        self.dataset.start = {"batches": k0, "slots": dict(self.state["slots"]), "carry": self.state["carry"]}
         return super().__iter__()
+
+    def _workers_continue(self, k0: int) -> bool:
+        """Persistent workers carry their own slot's position into the next epoch; that is right only when
+        the last epoch ran to its end and a worker's slot ((k0 + worker) mod workers) is unchanged."""
+        start, end = getattr(self, "_iter_span", (None, None))
+        return k0 == end and (end - start) % self.n_slots == 0
 
     def record(self, ds: dict) -> None:
         self.state["batches"] = ds["batch"] + 1
@@ -182,7 +192,7 @@ class ClapDataModule(L.LightningDataModule):
                  stream: Mapping | None = None, tag_templates: list[str] | None = None,
                  train_shards: Any = None, val_shards: Any = None, test_shards: Any = None,
                  pin_memory: bool = False, multiprocessing_context: str | None = None,
-                 prefetch_factor: int = 2, laion: Mapping | None = None):
+                 prefetch_factor: int = 2, laion: Mapping | None = None, persistent_workers: bool = False):
         super().__init__()
         lt, lv, ls = expand_laion(laion)
         # `data.train_shards=...` is shorthand for a one-source mixture
@@ -195,6 +205,7 @@ class ClapDataModule(L.LightningDataModule):
         self.opts = StreamOpts(**dict(stream or {}))
         self.tag_templates = list(tag_templates or ["{}"])
         self.pin_memory, self.mp_context, self.prefetch_factor = pin_memory, multiprocessing_context, prefetch_factor
+        self.persistent_workers = bool(persistent_workers)
         self.tokenize: Tokenize | None = None
         self.zeroshot: dict[str, list[str]] = {}
         self._train_loader: _TrainLoader | None = None
@@ -253,7 +264,7 @@ class ClapDataModule(L.LightningDataModule):
                               "generator": torch.Generator().manual_seed(int(self.opts.seed))}
         if workers:
             kw.update(worker_init_fn=worker_init, prefetch_factor=self.prefetch_factor,
-                      multiprocessing_context=self.mp_context)
+                      multiprocessing_context=self.mp_context, persistent_workers=self.persistent_workers)
         return kw
 
     def check_sources(self, specs: list[SourceSpec], what: str) -> None:

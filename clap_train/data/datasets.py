@@ -51,16 +51,17 @@ class TrainStream(IterableDataset):
         k0 = int(self.start["batches"])
         end = (k0 // self.steps_per_epoch + 1) * self.steps_per_epoch
         v = (k0 + w) % self.n_slots
-        mix, streams, skips = self._slot_stream(v, self.start["slots"].get(v))
+        state = self.start["slots"].get(v)
+        mix, streams, skips = self._slot_stream(v, state)
         for k in range(k0 + w, end, self.n_slots):
             samples = [next(mix) for _ in range(self.batch_size)]
             batch = collate_train(samples, self.tokenize)
-            batch["_data_state"] = {
-                "batch": k, "slot": v,
-                "state": {"mix": mix.m, "sources": {s.src.name: s.state() for s in streams},
-                          "skips": skips.state()},
-            }
+            state = {"mix": mix.m, "sources": {s.src.name: s.state() for s in streams}, "skips": skips.state()}
+            batch["_data_state"] = {"batch": k, "slot": v, "state": state}
             yield batch
+        # A persistent worker keeps this copy of the dataset: its next epoch continues from here. The loader
+        # reuses the workers only when each will serve the same slot again (see _TrainLoader.__iter__).
+        self.start = {"batches": end, "slots": {v: state} if state else {}, "carry": self.start.get("carry") or {}}
 
 
 class EvalStream(IterableDataset):

@@ -18,6 +18,7 @@ from clap_train.data.skips import SkipCounter
 AUDIO_EXTS = frozenset({"flac", "wav", "ogg", "mp3", "opus", "aiff", "aif", "au"})
 TEXT_EXTS = frozenset({"json", "txt"})
 DEFAULT_EXTS = AUDIO_EXTS | TEXT_EXTS
+STREAM_BLOCK = 64 << 10
 
 
 def split_name(name: str) -> tuple[str, str]:
@@ -33,6 +34,18 @@ def unsafe_name(name: str) -> bool:
     return name.startswith("/") or ".." in name.split("/") or "\\" in name or "\x00" in name
 
 
+def _seekable_plain_tar(f: IO[bytes]) -> bool:
+    try:
+        if not f.seekable():
+            return False
+        pos = f.tell()
+        magic = f.read(2)
+        f.seek(pos)
+        return magic != b"\x1f\x8b"  # not gzip
+    except (OSError, AttributeError, ValueError):
+        return False
+
+
 def iter_tar_samples(
     fileobj: IO[bytes],
     shard: str,
@@ -44,9 +57,11 @@ def iter_tar_samples(
     seen: set[str] = set()
     cur: dict | None = None
     try:
-        with tarfile.open(fileobj=fileobj, mode="r|*") as tar:
+        # A local uncompressed tar is read by offset (one read per member); pipes, URLs and gzip as a stream.
+        direct = _seekable_plain_tar(fileobj)
+        with tarfile.open(fileobj=fileobj, mode="r:" if direct else "r|*", bufsize=STREAM_BLOCK) as tar:
             for m in tar:
-                if not m.isreg():
+                if not m.isreg() or m.issparse():
                     if not m.isdir():
                         skips.skip("tar_link_or_special", shard, m.name)
                     continue
@@ -71,7 +86,13 @@ def iter_tar_samples(
                     else:
                         seen.add(key)
                         cur = {"__key__": key, "__shard__": shard}
-                data = tar.extractfile(m).read()
+                # one read (tarfile's extractfile would wrap it in 8 KiB buffered reads); in stream mode the
+                # next header read skips the block padding
+                if direct:
+                    fileobj.seek(m.offset_data)
+                data = fileobj.read(m.size) if direct else tar.fileobj.read(m.size)
+                if len(data) != m.size:
+                    raise EOFError(f"{m.name}: {len(data)} of {m.size} bytes")
                 if ext in cur:
                     skips.skip("duplicate_key", shard, m.name)
                     cur["__dup__"] = True

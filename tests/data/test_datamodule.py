@@ -6,12 +6,12 @@ import torch
 from clap_train.data.datamodule import ClapDataModule, ConfigError
 
 
-def make_dm(root, workers=2, **kw):
+def make_dm(root, workers=2, steps_per_epoch=5, **kw):
     dm = ClapDataModule(
         sources={"sentences": {"shards": f"{root}/sentences/train", "weight": 0.7},
                  "tags": {"shards": f"{root}/tags/train", "weight": 0.3, "tag_templates": ["{}"]}},
         val_sources={"sentences": {"shards": f"{root}/sentences/valid", "zeroshot_classes": f"{root}/classes.json"}},
-        batch_size=6, eval_batch_size=5, num_workers=workers, steps_per_epoch=5,
+        batch_size=6, eval_batch_size=5, num_workers=workers, steps_per_epoch=steps_per_epoch,
         audio={"sample_rate": 16000, "clip_seconds": 0.5}, stream={"seed": 1, "group_shards": 1, "buffer_samples": 8},
         **kw)
     return dm
@@ -88,3 +88,32 @@ def test_train_shards_shorthand(synth_root):
     dm = ClapDataModule(train_shards=f"{synth_root}/sentences/train/{{000000..000002}}.tar")
     specs = dm.train_specs()
     assert [s.name for s in specs] == ["train"] and len(specs[0].shards) == 3
+
+
+@pytest.mark.parametrize("steps", [4, 5])  # 4: the workers keep their slots and live on; 5: slots rotate
+def test_persistent_workers_give_the_same_batches_and_resume_exactly(synth_root, tokenize, steps):
+    def dm(**kw):
+        return make_dm(synth_root, steps_per_epoch=steps, **kw).bind(tokenize)
+
+    def keys(batches):
+        return [(b["key"], b["source"]) for b in batches]
+
+    ref = dm().train_dataloader()
+    want = [take(ref) for _ in range(3)]
+    dl = dm(persistent_workers=True, multiprocessing_context="forkserver").train_dataloader()
+    got, iters = [], []
+    for _ in range(3):
+        got.append(take(dl))
+        iters.append(dl._iterator)
+    assert [keys(g) for g in got] == [keys(w) for w in want]
+    assert torch.equal(got[2][-1]["audio"], want[2][-1]["audio"])
+    assert (iters[0] is iters[1] is iters[2]) == (steps == 4)  # reused only where that is exact
+    # resumed mid-epoch (3 batches in): the partial epoch, then whole ones, as the unbroken run
+    one = dm(persistent_workers=True)
+    dl1 = one.train_dataloader()
+    take(dl1, 3)
+    dl2 = dm(persistent_workers=True).train_dataloader()
+    dl2.load_state_dict(dl1.state_dict())
+    resumed = take(dl2) + take(dl2) + take(dl2)
+    flat = [b for w in want for b in w][3:]
+    assert keys(resumed) == keys(flat)

@@ -1,10 +1,15 @@
-"""OmegaConf resolvers used by conf/ (registered by train.py and by tests composing the config)."""
+"""OmegaConf resolvers used by conf/ (registered by train.py and by tests composing the config), and the
+error every configuration mistake raises."""
 
 from __future__ import annotations
 
 import hashlib
 
 from omegaconf import OmegaConf
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, reported at start-up (one line, no traceback) with the key at fault."""
 
 
 def _suffix(overrides: str) -> str:

@@ -17,6 +17,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from clap_train.config import ConfigError
 from clap_train.eval.retrieval import retrieval_metrics
 from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
 from clap_train.distributed import gather_objects, world_info
@@ -33,21 +34,22 @@ SCHEDULES = ("cosine", "constant")
 
 class ClapLit(L.LightningModule):
     def __init__(self, model_cfg: dict, optim: dict | None = None, loss: dict | None = None,
-                 eval: dict | None = None, text_assets: dict | None = None):
+                 eval: dict | None = None, text_assets: dict | None = None, compile: dict | None = None):
         super().__init__()
         self.automatic_optimization = False
         unknown = set(optim or {}) - set(OPTIM_DEFAULTS)
         if unknown:
-            raise ValueError(f"optim: unknown key(s) {sorted(unknown)}; valid keys: {sorted(OPTIM_DEFAULTS)}")
+            raise ConfigError(f"optim: unknown key(s) {sorted(unknown)}; valid keys: {sorted(OPTIM_DEFAULTS)}")
         self.optim_cfg = {**OPTIM_DEFAULTS, **(optim or {})}
         if self.optim_cfg["schedule"] not in SCHEDULES:
-            raise ValueError(f"optim.schedule={self.optim_cfg['schedule']!r}; valid choices: {', '.join(SCHEDULES)}")
+            raise ConfigError(f"optim.schedule={self.optim_cfg['schedule']!r}; valid choices: {', '.join(SCHEDULES)}")
         self.eval_cfg = {"templates": ["This is a sound of {}."], **(eval or {})}
         # plain containers only: our checkpoints load with torch.load(weights_only=True)
         # secrets masked: hyperparameters go into checkpoints and to every logger
         self.save_hyperparameters(redact({"model_cfg": model_cfg, "optim": self.optim_cfg, "loss": dict(loss or {}),
                                           "eval": self.eval_cfg}))
         self.model: CLAP = build_model(model_cfg, text_assets)
+        compile_towers(self.model, compile or {})
         self.loss_fn = ContrastiveLoss(**(loss or {}))
         self.nonfinite_in_a_row = 0
         self.flops_per_step: float | None = None
@@ -66,8 +68,8 @@ class ClapLit(L.LightningModule):
             # biases, norms and the temperature are not decayed (LAION/open_clip rule)
             (no_decay if p.ndim < 2 or "logit_scale" in name else decay).append(p)
         fused = o["fused"]
-        if fused == "auto":
-            fused = torch.cuda.is_available() and self.device.type == "cuda"
+        if fused == "auto":  # torch's fused kernel: on this CPU 5.6x faster than foreach (scripts/bench.py)
+            fused = self.device.type in ("cuda", "cpu")
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": o["weight_decay"]},
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], fused=bool(fused) or None)
@@ -265,6 +267,22 @@ class ClapLit(L.LightningModule):
             _set_rng_state(rng)
             random.setstate(rng["python"])
             self._pending_rng = None
+
+
+COMPILE_KEYS = {"enabled", "backend", "mode", "dynamic", "fullgraph"}
+
+
+def compile_towers(model: CLAP, cfg: dict) -> None:
+    """`torch.compile` the two towers in place (`nn.Module.compile`: parameter names and checkpoints are
+    unchanged). The log-mel front end stays eager (fp32 STFT)."""
+    bad = set(cfg) - COMPILE_KEYS
+    if bad:
+        raise ConfigError(f"compile: unknown key(s) {sorted(bad)}; valid keys: {sorted(COMPILE_KEYS)}")
+    if not cfg.get("enabled"):
+        return
+    kw = {k: cfg[k] for k in ("backend", "mode", "dynamic", "fullgraph") if cfg.get(k) is not None}
+    model.audio_branch.compile(**kw)
+    model.text_branch.compile(**kw)
 
 
 def _gather_dedup(st: dict):

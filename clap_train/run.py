@@ -80,7 +80,8 @@ def run(cfg: DictConfig) -> dict:
         max_steps = int(cfg.trainer.get("max_steps") or -1)
         optim["total_steps"] = max_steps if max_steps > 0 else \
             int(cfg.trainer.max_epochs) * dm.resolve_steps_per_epoch()
-    lit = ClapLit(plain(cfg.model), optim=optim, loss=plain(cfg.loss), eval=plain(cfg.eval))
+    lit = ClapLit(plain(cfg.model), optim=optim, loss=plain(cfg.loss), eval=plain(cfg.eval),
+                  compile=plain(cfg.get("compile")))
     if cfg.get("init_from"):
         try:
             init_weights(lit.model, cfg.init_from, log=log.info, trust=bool(cfg.get("trust_checkpoint")))

@@ -15,6 +15,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
+from clap_train.config import ConfigError
 from clap_train.data.collate import Tokenize
 from clap_train.data.datasets import EvalStream, TrainStream, worker_init
 from clap_train.data.decode import AudioSpec
@@ -26,10 +27,6 @@ from clap_train.distributed import gather_objects
 log = logging.getLogger("clap_train.data")
 
 SOURCE_KEYS = {"shards", "weight", "caption_key", "tag_key", "tag_templates", "resample", "zeroshot_classes"}
-
-
-class ConfigError(ValueError):
-    """A configuration mistake, reported at start-up with the key at fault."""
 
 
 def parse_sources(sources: Mapping | None, what: str, default_tag_templates: list[str]) -> list[SourceSpec]:

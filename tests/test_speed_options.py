@@ -1,0 +1,115 @@
+"""Speed options from the config give the results of the plain path: torch.compile of the towers, fused
+AdamW, bf16 autocast, SDPA attention in both towers, pinned memory reaching the loader."""
+
+import copy
+
+import lightning as L
+import pytest
+import torch
+
+from clap_train.lit import ClapLit, compile_towers
+from tests.test_model import CFG
+
+
+def _batch(model, b=4):
+    g = torch.Generator().manual_seed(3)
+    return {"audio": torch.randn(b, 8000, generator=g) * 0.1, "audio_len": torch.full((b,), 8000),
+            "text": model.tokenizer([f"sound number {i}" for i in range(b)])}
+
+
+def _loss_and_grads(lit, batch):
+    lit.model.zero_grad(set_to_none=True)
+    a, t, s = lit.model(batch)
+    loss = lit.loss_fn(a, t, s)
+    loss.backward()
+    return loss.detach(), {n: p.grad.clone() for n, p in lit.model.named_parameters() if p.grad is not None}
+
+
+def test_compiled_towers_give_the_eager_loss_and_gradients():
+    torch.manual_seed(0)
+    eager = ClapLit(CFG).eval()
+    compiled = copy.deepcopy(eager)
+    compile_towers(compiled.model, {"enabled": True, "backend": "aot_eager"})
+    batch = _batch(eager.model)
+    (l1, g1), (l2, g2) = _loss_and_grads(eager, batch), _loss_and_grads(compiled, batch)
+    assert torch.allclose(l1, l2, atol=1e-6) and g1.keys() == g2.keys()
+    assert all(torch.allclose(g1[k], g2[k], atol=1e-6) for k in g1)
+    assert set(compiled.model.state_dict()) == set(eager.model.state_dict())  # checkpoints unchanged
+    with pytest.raises(ValueError, match="compile: unknown key.*valid keys"):
+        ClapLit(CFG, compile={"enable": True})
+
+
+class _Steps(L.LightningDataModule):
+    def __init__(self, batch, n):
+        super().__init__()
+        self.batch, self.n = batch, n
+
+    def train_dataloader(self):
+        return repeat_loader(self.batch, self.n)
+
+
+def repeat_loader(batch, n):
+    """A loader yielding the same ready-made batch n times (a plain list would be read as n loaders)."""
+    from torch.utils.data import DataLoader, IterableDataset
+
+    class Same(IterableDataset):
+        def __iter__(self):
+            return iter([batch] * n)
+
+    return DataLoader(Same(), batch_size=None)
+
+
+def _train(optim=None, precision="32-true", steps=3):
+    torch.manual_seed(0)
+    lit = ClapLit(CFG, optim={"warmup_steps": 1, "total_steps": 10, **(optim or {})})
+    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, precision=precision, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    losses = []
+
+    class Rec(L.Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            losses.append(float(outputs["loss"]))
+
+    trainer.callbacks.append(Rec())
+    trainer.fit(lit, datamodule=_Steps(_batch(lit.model), steps))
+    return lit, losses
+
+
+def test_fused_adamw_steps_like_the_default():
+    a, la = _train({"fused": False})
+    b, lb = _train({"fused": True})  # torch's fused CPU kernel
+    assert b.optimizers().optimizer.defaults["fused"] and not a.optimizers().optimizer.defaults["fused"]
+    assert la == pytest.approx(lb, abs=1e-5)
+    pa, pb = dict(a.model.named_parameters()), dict(b.model.named_parameters())
+    assert max((pa[k] - pb[k]).abs().max().item() for k in pa) < 1e-5
+
+
+def test_bf16_autocast_trains_close_to_fp32():
+    _, l32 = _train()
+    lit, l16 = _train(precision="bf16-mixed")
+    assert l16[0] == pytest.approx(l32[0], rel=2e-2) and all(torch.isfinite(torch.tensor(l16)))
+    assert all(p.dtype == torch.float32 for p in lit.model.parameters())  # master weights stay fp32
+
+
+def test_sdpa_in_both_towers(monkeypatch):
+    import torch.nn.functional as F
+
+    from clap_train.audio.htsat import build_htsat
+    from clap_train.text.tower import TextTower
+
+    tower = TextTower(pretrained=False, config={"num_hidden_layers": 1})
+    assert tower.model.config._attn_implementation == "sdpa"
+    calls = []
+    real = F.scaled_dot_product_attention
+    monkeypatch.setattr(F, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or real(*a, **k))
+    h = build_htsat(None, embed_dim=8, depths=[1, 1], num_heads=[1, 2], n_mels=32, spec_size=64, window_size=4)
+    h(torch.randn(1, 100, 32))
+    assert len(calls) == 2  # one per Swin block
+
+
+def test_loader_options_reach_the_dataloader(synth_root, tokenize):
+    from tests.data.test_datamodule import make_dm
+
+    dl = make_dm(synth_root, pin_memory=True, persistent_workers=True,
+                 multiprocessing_context="forkserver").bind(tokenize).train_dataloader()
+    assert dl.pin_memory and dl.persistent_workers and dl.multiprocessing_context.get_start_method() == "forkserver"

@@ -7,11 +7,12 @@ import time
 import torch
 
 
-def measure_peak_flops(seconds: float = 0.5) -> float:
-    """Achieved FLOP/s of a large fp32 matmul on this device: the yardstick MFU is measured against."""
-    dev = "cuda" if torch.cuda.is_available() else "cpu"
+def measure_peak_flops(seconds: float = 0.5, device: str | None = None, dtype: torch.dtype = torch.float32) -> float:
+    """Achieved FLOP/s of a large matmul on this device in `dtype`: the yardstick MFU is measured against."""
+    dev = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(dev).type
     n = 2048 if dev == "cpu" else 8192
-    a, b = torch.randn(n, n, device=dev), torch.randn(n, n, device=dev)
+    a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
     a @ b
     reps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:

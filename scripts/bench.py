@@ -52,7 +52,12 @@ def line(part: str, what: str, ours: float, theirs: float, unit: str, higher_is_
     return row
 
 
-def interleaved(fns: dict, reps: int, warmup: int = 1) -> dict[str, float]:
+def _sync(device: str = "cpu") -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def interleaved(fns: dict, reps: int, warmup: int = 1, device: str = "cpu") -> dict[str, float]:
     """Median seconds per call of each function, calls interleaved so drifts hit both sides alike."""
     for _ in range(warmup):
         for f in fns.values():
@@ -60,8 +65,10 @@ def interleaved(fns: dict, reps: int, warmup: int = 1) -> dict[str, float]:
     times = {k: [] for k in fns}
     for _ in range(reps):
         for k, f in fns.items():
+            _sync(device)
             t = time.perf_counter()
             f()
+            _sync(device)
             times[k].append(time.perf_counter() - t)
     return {k: statistics.median(v) for k, v in times.items()}
 
@@ -171,19 +178,25 @@ def bench_frontend(a) -> None:
     from clap_train.audio.frontend import LogMel
 
     B = 4 if a.quick else 32
-    print(f"frontend: {B} clips of 10 s at 48 kHz -> 1001 x 64 log-mel", flush=True)
+    print(f"frontend: {B} clips of 10 s at 48 kHz -> 1001 x 64 log-mel; ours on {a.device}, theirs numpy on CPU",
+          flush=True)
     wav = (torch.randn(B, 480000) * 0.1)
     ours = LogMel(sample_rate=48000, n_fft=1024, win_length=1024, hop_length=480, n_mels=64, f_min=50, f_max=14000,
-                  mel_scale="slaney")
+                  mel_scale="slaney").to(a.device)
     fe = ClapFeatureExtractor(feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10, fft_window_size=1024,
                               frequency_min=50, frequency_max=14000, truncation="rand_trunc", padding="repeatpad")
     clips = [w.numpy() for w in wav]
     with torch.no_grad():
-        m_ours = ours(wav)
+        m_ours = ours(wav.to(a.device)).cpu()
     m_hf = torch.as_tensor(fe(clips, sampling_rate=48000, return_tensors="pt")["input_features"][:, 0])
     diff = float((m_ours - m_hf).abs().max())
-    t = interleaved({"ours": lambda: ours(wav), "hf": lambda: fe(clips, sampling_rate=48000, return_tensors="pt")},
-                    a.reps)
+
+    def run_ours():  # from host memory, as a batch arrives from the loader
+        with torch.no_grad():
+            ours(wav.to(a.device, non_blocking=True))
+
+    t = interleaved({"ours": run_ours, "hf": lambda: fe(clips, sampling_rate=48000, return_tensors="pt")}, a.reps,
+                    device=a.device)
     line("frontend", "log-mel clips/s vs ClapFeatureExtractor", B / t["ours"], B / t["hf"], "clips/s", True,
          batch=B, max_abs_diff_db=diff)
 
@@ -207,25 +220,35 @@ def _flops(fn) -> float:
     return float(fc.get_total_flops())
 
 
+def _autocast(a):
+    return torch.autocast(torch.device(a.device).type, dtype=torch.bfloat16, enabled=a.bf16)
+
+
 def bench_tower(a, peak: float) -> None:
-    B = 2 if a.quick else 8
-    print(f"tower: HTS-AT-tiny forward+backward, batch {B}, fp32, from the 1001 x 64 mel", flush=True)
+    B = a.batch or (2 if a.quick else 8)
+    print(f"tower: HTS-AT-tiny forward+backward, batch {B}, {'bf16 autocast' if a.bf16 else 'fp32'}, on {a.device}, "
+          "from the 1001 x 64 mel", flush=True)
     ours, hf = _htsat_pair()
-    mel = torch.randn(B, 1001, 64)
-    longer = torch.zeros(B, 1, dtype=torch.bool)
+    ours, hf = ours.to(a.device), hf.to(a.device)
+    mel = torch.randn(B, 1001, 64, device=a.device)
+    longer = torch.zeros(B, 1, dtype=torch.bool, device=a.device)
 
     def step_ours():
         ours.zero_grad(set_to_none=True)
-        ours(mel).mean(1).sum().backward()
+        with _autocast(a):
+            y = ours(mel).mean(1).sum()
+        y.backward()
 
     def step_hf():
         hf.zero_grad(set_to_none=True)
-        hf(input_features=mel[:, None], is_longer=longer).pooler_output.sum().backward()
+        with _autocast(a):
+            y = hf(input_features=mel[:, None], is_longer=longer).pooler_output.sum()
+        y.backward()
 
     flops = _flops(step_ours)
-    t = interleaved({"ours": step_ours, "hf": step_hf}, a.reps)
+    t = interleaved({"ours": step_ours, "hf": step_hf}, a.reps, device=a.device)
     line("tower", "HTS-AT-tiny fwd+bwd samples/s vs ClapAudioModel", B / t["ours"], B / t["hf"], "samples/s", True,
-         goal=1.2, batch=B, flops_per_step=flops, mfu_ours=flops / t["ours"] / peak, mfu_theirs=flops / t["hf"] / peak)
+         goal=1.2, batch=B, bf16=a.bf16, flops_per_step=flops, mfu_ours=flops / t["ours"] / peak, mfu_theirs=flops / t["hf"] / peak)
 
 
 # --- whole training step ---------------------------------------------------------------------------------
@@ -247,8 +270,9 @@ def bench_step(a, peak: float) -> None:
 
     from clap_train.lit import ClapLit
 
-    B, layers = (2, 2) if a.quick else (8, 12)
-    print(f"step: HTS-AT-tiny + RoBERTa ({layers} layers), batch {B}, 10 s at 48 kHz, AdamW, fp32", flush=True)
+    B, layers = (a.batch or (2 if a.quick else 8)), (2 if a.quick else 12)
+    print(f"step: HTS-AT-tiny + RoBERTa ({layers} layers), batch {B}, 10 s at 48 kHz, AdamW, "
+          f"{'bf16 autocast' if a.bf16 else 'fp32'}, on {a.device}", flush=True)
     rng = np.random.default_rng(0)
     wav = torch.from_numpy(rng.standard_normal((B, 480000)).astype(np.float32) * 0.1)
     with tempfile.TemporaryDirectory() as d:
@@ -282,20 +306,26 @@ def bench_step(a, peak: float) -> None:
                 return iter([batch] * steps)
 
         loader = DataLoader(Same(), batch_size=None)
-        trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, logger=False, enable_checkpointing=False,
+        dev = torch.device(a.device)
+        trainer = L.Trainer(accelerator="gpu" if dev.type == "cuda" else "cpu",
+                            devices=[dev.index or 0] if dev.type == "cuda" else 1,
+                            precision="bf16-mixed" if a.bf16 else "32-true", max_steps=steps, logger=False,
+                            enable_checkpointing=False,
                             enable_progress_bar=False, enable_model_summary=False, callbacks=[Timer()],
                             num_sanity_val_steps=0, limit_val_batches=0)
         lit.flops_per_step = 0.0  # counted below, outside the timed steps
         trainer.fit(lit, train_dataloaders=loader)
         ours_t = statistics.median(times[1:])
-        flops = _flops(lambda: lit.model.zero_grad() or _ours_loss(lit, batch).backward())
+        on_dev = {"audio": wav.to(a.device), "audio_len": batch["audio_len"].to(a.device),
+                  "text": {k: v.to(a.device) for k, v in tok.items()}}
+        flops = _flops(lambda: lit.model.zero_grad() or _ours_loss(lit, on_dev, a).backward())
 
         cfg = ClapConfig(text_config=RobertaConfig(num_hidden_layers=layers, max_position_embeddings=514,
                                                    type_vocab_size=1).to_dict(),
                          audio_config=ClapAudioConfig(drop_path_rate=0.0, enable_fusion=False).to_dict(),
                          projection_dim=512)
         torch.manual_seed(0)
-        hf = ClapModel(cfg).train()
+        hf = ClapModel(cfg).train().to(a.device)
         fe = ClapFeatureExtractor(feature_size=64, sampling_rate=48000, truncation="rand_trunc", padding="repeatpad")
         opt = torch.optim.AdamW(hf.parameters(), lr=1e-4)
         clips = [w.numpy() for w in wav]
@@ -306,20 +336,23 @@ def bench_step(a, peak: float) -> None:
             feats = fe(clips, sampling_rate=48000, return_tensors="pt")  # the loader's work, on the same CPU
             mel_t.append(time.perf_counter() - t0)
             opt.zero_grad(set_to_none=True)
-            out = hf(input_ids=tok["input_ids"], attention_mask=tok["attention_mask"],
-                     input_features=feats["input_features"], is_longer=feats["is_longer"], return_loss=True)
+            with _autocast(a):
+                out = hf(input_ids=tok["input_ids"].to(a.device), attention_mask=tok["attention_mask"].to(a.device),
+                         input_features=feats["input_features"].to(a.device), is_longer=feats["is_longer"].to(a.device),
+                         return_loss=True)
             out.loss.backward()
             opt.step()
 
-        hf_t = interleaved({"hf": hf_step}, a.reps)["hf"]
+        hf_t = interleaved({"hf": hf_step}, a.reps, device=a.device)["hf"]
         line("step", "training step samples/s vs ClapModel + ClapFeatureExtractor loop", B / ours_t, B / hf_t,
-             "samples/s", True, batch=B, text_layers=layers, flops_per_step=flops, mfu_ours=flops / ours_t / peak,
+             "samples/s", True, batch=B, text_layers=layers, bf16=a.bf16, flops_per_step=flops, mfu_ours=flops / ours_t / peak,
              mfu_theirs=flops / hf_t / peak, theirs_mel_seconds=statistics.median(mel_t))
 
 
-def _ours_loss(lit, batch):
-    a, t, s = lit.model(batch)
-    return lit.loss_fn(a, t, s)
+def _ours_loss(lit, batch, a):
+    with _autocast(a):
+        au, t, s = lit.model(batch)
+        return lit.loss_fn(au, t, s)
 
 
 # --- loss ------------------------------------------------------------------------------------------------
@@ -395,6 +428,9 @@ def main(argv=None) -> int:
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated subset of {', '.join(PARTS)}")
     ap.add_argument("--reps", type=int, default=None, help="timed repetitions per side (default 3, quick 2)")
     ap.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads for the models")
+    ap.add_argument("--device", default="cpu", help="frontend/tower/step on this device (cuda for GPU figures)")
+    ap.add_argument("--bf16", action="store_true", help="tower/step under bf16 autocast, both sides (GPU)")
+    ap.add_argument("--batch", type=int, default=None, help="tower/step batch (GPU figures: 96)")
     ap.add_argument("--out", default="bench.json")
     a = ap.parse_args(argv)
     a.reps = a.reps or (2 if a.quick else 3)
@@ -403,9 +439,11 @@ def main(argv=None) -> int:
     if bad:
         ap.error(f"--parts: unknown {bad}; valid: {', '.join(PARTS)}")
     torch.set_num_threads(a.threads)
-    peak = measure_peak_flops(1.0)
+    peak = measure_peak_flops(1.0, a.device, torch.bfloat16 if a.bf16 else torch.float32)
+    gpu = torch.cuda.get_device_name(torch.device(a.device)) if a.device.startswith("cuda") else ""
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{a.threads} threads, fp32 matmul peak {peak / 1e9:.0f} GFLOP/s", flush=True)
+          f"{a.threads} threads {gpu}; {'bf16' if a.bf16 else 'fp32'} matmul peak on {a.device} {peak / 1e9:.0f} "
+          "GFLOP/s", flush=True)
     for p in parts:
         {"data": bench_data, "frontend": bench_frontend, "loss": bench_loss}.get(p, lambda a: None)(a)
         if p in ("tower", "step"):
@@ -413,7 +451,7 @@ def main(argv=None) -> int:
         torch.set_num_threads(a.threads)
     meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.machine(), "cores": os.cpu_count(),
             "threads": a.threads, "torch": torch.__version__, "peak_flops": peak, "quick": a.quick, "reps": a.reps,
-            "device": "cpu"}
+            "device": a.device, "gpu": gpu, "bf16": a.bf16, "command": " ".join(sys.argv)}
     with open(a.out, "w") as f:
         json.dump({"meta": meta, "lines": LINES}, f, indent=1)
     print(f"wrote {a.out}")

@@ -167,6 +167,21 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_benchmark(args) -> int:
+    from clap_train.benchmark.suite import format_markdown, format_table, run_suite
+
+    names = [n.strip() for n in args.suite.split(",") if n.strip()]
+    res = run_suite(args.checkpoint, names, args.data_root, args.batch_size, args.device, _progress(),
+                    trust_checkpoint=args.trust_checkpoint, tokenizer=args.tokenizer)
+    print(format_table(res))
+    _write_json(res, args.json)
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(format_markdown(res) + "\n")
+        print(f"wrote {args.markdown}")
+    return 0 if any(d["found"] for d in res["datasets"].values()) else 1
+
+
 def cmd_export(args) -> int:
     """Convert any checkpoint we can load (ours, LAION .pt, Hugging Face dir) to another format."""
     from clap_train.checkpoints.export import export
@@ -272,6 +287,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", help="folder for similarity.png, confusion.png, results.json")
     p.add_argument("--json", help="write the results here")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("benchmark",
+                       help="the published CLAP benchmarks (ESC-50, US8K, AudioCaps, Clotho) for checkpoints")
+    p.add_argument("--checkpoint", action="append", required=True,
+                   help="ours (.ckpt), LAION-CLAP .pt or a Hugging Face CLAP dir; repeat for several (one row each)")
+    p.add_argument("--suite", default="esc50,us8k,audiocaps,clotho", help="comma-separated data sets")
+    p.add_argument("--data-root", required=True,
+                   help="folder holding the data sets as downloaded (or make-shards output)")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--tokenizer", help="RoBERTa tokenizer for a LAION .pt (default roberta-base from the hub)")
+    p.add_argument("--trust-checkpoint", action="store_true", help="allow full pickle (trusted files only)")
+    p.add_argument("--json", help="write every metric (per fold, counts, missing clips) here")
+    p.add_argument("--markdown", help="write the table as Markdown here")
+    p.set_defaults(func=cmd_benchmark)
 
     p = sub.add_parser("export", help="write a checkpoint as a Hugging Face ClapModel dir, LAION .pt or ours")
     p.add_argument("checkpoint", help="ours (.ckpt), LAION-CLAP .pt, or a Hugging Face CLAP dir / hub id")

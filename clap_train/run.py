@@ -94,6 +94,11 @@ def run(cfg: DictConfig) -> dict:
 
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     callbacks = [instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c]
+    bench = plain(cfg.get("benchmark"))
+    if bench.get("suite"):
+        from clap_train.benchmark.callback import Benchmark
+
+        callbacks.append(Benchmark(**bench))
     loggers = [instantiate(c, _convert_="all") for c in (cfg.get("logger") or {}).values() if c]
     trainer = build_trainer(cfg, run_dir, callbacks, loggers)
     world, k = trainer.world_size, int(cfg.optim.accumulate)

@@ -183,7 +183,8 @@ def bench_frontend(a) -> None:
     wav = (torch.randn(B, 480000) * 0.1)
     ours = LogMel(sample_rate=48000, n_fft=1024, win_length=1024, hop_length=480, n_mels=64, f_min=50, f_max=14000,
                   mel_scale="slaney").to(a.device)
-    fe = ClapFeatureExtractor(feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10, fft_window_size=1024,
+    fe = ClapFeatureExtractor(feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10,
+                              fft_window_size=1024,
                               frequency_min=50, frequency_max=14000, truncation="rand_trunc", padding="repeatpad")
     clips = [w.numpy() for w in wav]
     with torch.no_grad():
@@ -248,7 +249,8 @@ def bench_tower(a, peak: float) -> None:
     flops = _flops(step_ours)
     t = interleaved({"ours": step_ours, "hf": step_hf}, a.reps, device=a.device)
     line("tower", "HTS-AT-tiny fwd+bwd samples/s vs ClapAudioModel", B / t["ours"], B / t["hf"], "samples/s", True,
-         goal=1.2, batch=B, bf16=a.bf16, flops_per_step=flops, mfu_ours=flops / t["ours"] / peak, mfu_theirs=flops / t["hf"] / peak)
+         goal=1.2, batch=B, bf16=a.bf16, flops_per_step=flops, mfu_ours=flops / t["ours"] / peak,
+         mfu_theirs=flops / t["hf"] / peak)
 
 
 # --- whole training step ---------------------------------------------------------------------------------
@@ -345,7 +347,8 @@ def bench_step(a, peak: float) -> None:
 
         hf_t = interleaved({"hf": hf_step}, a.reps, device=a.device)["hf"]
         line("step", "training step samples/s vs ClapModel + ClapFeatureExtractor loop", B / ours_t, B / hf_t,
-             "samples/s", True, batch=B, text_layers=layers, bf16=a.bf16, flops_per_step=flops, mfu_ours=flops / ours_t / peak,
+             "samples/s", True, batch=B, text_layers=layers, bf16=a.bf16, flops_per_step=flops,
+             mfu_ours=flops / ours_t / peak,
              mfu_theirs=flops / hf_t / peak, theirs_mel_seconds=statistics.median(mel_t))
 
 

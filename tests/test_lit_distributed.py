@@ -2,7 +2,6 @@
 loss gradient of one process holding the whole batch: gathered negatives (local loss or the full N x N
 form) and contrastive accumulation (GradCache under `no_sync`); float64, dropout off, BatchNorm frozen."""
 
-import os
 
 import lightning as L
 import pytest

@@ -13,7 +13,7 @@ from clap_train.data.check import check_shards, verdict
 from clap_train.data.decode import AudioSpec
 from clap_train.data.shards import ShardPlan, stable_id
 from clap_train.data.skips import BadSample, SkipCounter
-from clap_train.data.stream import SourceSpec, SourceStream, StreamOpts, decode_sample, read_shard
+from clap_train.data.stream import SourceSpec, SourceStream, StreamOpts, decode_sample
 from clap_train.data.tar_reader import iter_tar_samples
 from tests.data.damage import DAMAGES, good, write_tar
 

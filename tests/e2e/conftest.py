@@ -33,3 +33,18 @@ def fast_run(tmp_path_factory, data_root):
     tmp = tmp_path_factory.mktemp("fast_run")
     cfg = compose_cfg(tmp, ["callbacks.keep_last_checkpoints.keep_last=100", "trainer.max_epochs=2"], data_root)
     return cfg, run(cfg)
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """`python train.py` exactly as a new user runs it (the one real learning run): (process, results)."""
+    import json
+    import subprocess
+    import sys
+
+    tmp = tmp_path_factory.mktemp("default_run")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    p = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), f"paths.root={tmp}"], cwd=tmp,
+                       env=env, capture_output=True, text=True, timeout=1200)
+    assert p.returncode == 0, p.stderr[-4000:]
+    return p, json.load(open(tmp / "runs" / "default" / "results.json"))

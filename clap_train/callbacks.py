@@ -116,8 +116,7 @@ class EvalPictures(L.Callback):
         if not trainer.is_global_zero:
             return
         from clap_train.eval.retrieval import paired_similarity
-        from clap_train.eval.zeroshot import confusion_matrix
-        from clap_train.plots import confusion_matrix_png, similarity_heatmap
+        from clap_train.plots import similarity_heatmap, zeroshot_confusion_png
 
         step = trainer.global_step
         for src, a in (getattr(pl_module, "eval_arrays", {}).get(stage) or {}).items():
@@ -128,11 +127,9 @@ class EvalPictures(L.Callback):
                                      f"{stage}/{src}: audio-text similarity at step {step}", self._path(name))
             self._send(trainer, f"{stage}/{src}/similarity", png, step)
             if "labels" in a and (a["labels"] >= 0).any():
-                cm = confusion_matrix(a["audio"], a["prototypes"], a["labels"]).numpy()
-                acc = cm.trace() / max(cm.sum(), 1)
-                name = f"{stage}_{src}_confusion"
-                png = confusion_matrix_png(cm, a["classes"], f"{stage}/{src}: zero-shot confusion at step {step} "
-                                           f"(top-1 {acc:.1%})", self._path(name))
+                png = zeroshot_confusion_png(a["audio"], a["prototypes"], a["labels"], a["classes"],
+                                             self._path(f"{stage}_{src}_confusion"),
+                                             f"{stage}/{src} at step {step}: zero-shot")
                 self._send(trainer, f"{stage}/{src}/confusion", png, step)
 
     def _path(self, name: str) -> str:

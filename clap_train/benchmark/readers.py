@@ -63,43 +63,35 @@ def _shards_dataset(name: str, root: str, split: str) -> BenchData | None:
     return None
 
 
+def _classified(name: str, meta: str, id_key: str, class_key: str, rel) -> BenchData:
+    """A CSV of labelled clips with folds (ESC-50, UrbanSound8K): classes ordered by their numeric id."""
+    base = os.path.dirname(os.path.dirname(meta))
+    rows = _rows(meta)
+    names = {int(r[id_key]): r[class_key] for r in rows}
+    classes = [class_phrase(names[t]) for t in sorted(names)]
+    items, folds, missing = [], [], []
+    for r in rows:
+        path = os.path.join(base, "audio", rel(r))
+        if not os.path.exists(path):
+            missing.append(rel(r))
+            continue
+        items.append(AudioItem(path, rel(r), labels=[class_phrase(r[class_key])]))
+        folds.append(int(r["fold"]))
+    return BenchData(name, items, classes, folds, missing, base)
+
+
 def read_esc50(root: str) -> BenchData | None:
     meta = _first(os.path.join(d, "meta", "esc50.csv") for d in _candidates(root, "esc50"))
     if meta is None:
         return _shards_dataset("esc50", root, "test")
-    base = os.path.dirname(os.path.dirname(meta))
-    rows = _rows(meta)
-    names = {int(r["target"]): r["category"] for r in rows}
-    classes = [class_phrase(names[t]) for t in sorted(names)]
-    items, folds, missing = [], [], []
-    for r in rows:
-        path = os.path.join(base, "audio", r["filename"])
-        if not os.path.exists(path):
-            missing.append(r["filename"])
-            continue
-        items.append(AudioItem(path, r["filename"], labels=[class_phrase(r["category"])]))
-        folds.append(int(r["fold"]))
-    return BenchData("esc50", items, classes, folds, missing, base)
+    return _classified("esc50", meta, "target", "category", lambda r: r["filename"])
 
 
 def read_us8k(root: str) -> BenchData | None:
     meta = _first(os.path.join(d, "metadata", "UrbanSound8K.csv") for d in _candidates(root, "us8k"))
     if meta is None:
         return _shards_dataset("us8k", root, "test")
-    base = os.path.dirname(os.path.dirname(meta))
-    rows = _rows(meta)
-    names = {int(r["classID"]): r["class"] for r in rows}
-    classes = [class_phrase(names[t]) for t in sorted(names)]
-    items, folds, missing = [], [], []
-    for r in rows:
-        rel = f"fold{int(r['fold'])}/{r['slice_file_name']}"
-        path = os.path.join(base, "audio", rel)
-        if not os.path.exists(path):
-            missing.append(rel)
-            continue
-        items.append(AudioItem(path, rel, labels=[class_phrase(r["class"])]))
-        folds.append(int(r["fold"]))
-    return BenchData("us8k", items, classes, folds, missing, base)
+    return _classified("us8k", meta, "classID", "class", lambda r: f"fold{int(r['fold'])}/{r['slice_file_name']}")
 
 
 def _audio_index(folder: str) -> dict[str, str]:

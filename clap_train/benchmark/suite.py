@@ -13,11 +13,11 @@ import os
 import torch
 
 from clap_train.benchmark.readers import BenchData, read
-from clap_train.data.audio_files import class_phrase
 from clap_train.eval.retrieval import retrieval_metrics
 from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
 from clap_train.inference import Progress, embed_items, embed_shards, embed_texts, no_progress
 from clap_train.model import CLAP
+from clap_train.tools.zeroshot import label_indices
 
 RETRIEVAL_COLUMNS = (("t2a_R@1", "T2A R@1"), ("t2a_R@5", "R@5"), ("t2a_R@10", "R@10"), ("a2t_R@1", "A2T R@1"),
                      ("a2t_R@5", "R@5"), ("a2t_R@10", "R@10"), ("t2a_mAP@10", "mAP@10"))
@@ -60,9 +60,7 @@ def evaluate(model: CLAP, data: BenchData, protocol: dict, batch_size: int = 16,
         kept = {id(it) for it in got.items}
         folds = [f for it, f in zip(data.items, data.folds) if id(it) in kept] if data.folds else []
         if zeroshot:
-            index = {class_phrase(c).lower(): i for i, c in enumerate(data.classes)}
-            labels = torch.tensor([index.get(class_phrase(it.labels[0]).lower(), -1) if it.labels else -1
-                                   for it in got.items], dtype=torch.long)
+            labels = label_indices(got.items, data.classes)[0]
         else:
             caps = [c for it in got.items for c in it.captions]
             owner = torch.tensor([i for i, it in enumerate(got.items) for _ in it.captions], dtype=torch.long)

@@ -73,7 +73,7 @@ def list_audio(src: str, classes_from_dirs: bool = False) -> Listing:
         raise InputError(f"{src}: expected a folder, a .csv/.tsv, a .jsonl, or an audio file")
     base = os.path.dirname(os.path.abspath(src))
     items = []
-    for i, r in enumerate(rows):
+    for r in rows:
         p = r["path"]
         items.append(AudioItem(p if os.path.isabs(p) else os.path.join(base, p), p, r["captions"], r["labels"],
                                r.get("split")))

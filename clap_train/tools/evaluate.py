@@ -8,10 +8,10 @@ import os
 
 from clap_train.data.shards import expand_shards
 from clap_train.eval.retrieval import paired_similarity, retrieval_metrics
-from clap_train.eval.zeroshot import confusion_matrix, labels_from_tags, zeroshot_metrics
+from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
 from clap_train.inference import Progress, embed_shards, no_progress
 from clap_train.model import CLAP
-from clap_train.plots import confusion_matrix_png, similarity_heatmap
+from clap_train.plots import similarity_heatmap, zeroshot_confusion_png
 
 
 def run_evaluate(model: CLAP, shards, classes: list[str] | None = None, templates: list[str] | None = None,
@@ -38,9 +38,7 @@ def run_evaluate(model: CLAP, shards, classes: list[str] | None = None, template
                            [e["captions"][j] for j in caps.tolist()],
                            f"audio-text similarity, first {len(clips)} clips", os.path.join(out_dir, "similarity.png"))
         if labels is not None and (labels >= 0).any():
-            confusion_matrix_png(confusion_matrix(e["audio"], protos, labels).numpy(), classes,
-                                 f"zero-shot confusion (top-1 {metrics['zeroshot_top1']:.1%})",
-                                 os.path.join(out_dir, "confusion.png"))
+            zeroshot_confusion_png(e["audio"], protos, labels, classes, os.path.join(out_dir, "confusion.png"))
         with open(os.path.join(out_dir, "results.json"), "w") as f:
             json.dump(result, f, indent=1)
     return result

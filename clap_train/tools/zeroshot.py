@@ -9,22 +9,22 @@ import os
 
 import torch
 
-from clap_train.data.audio_files import Listing, class_phrase
-from clap_train.eval.zeroshot import confusion_matrix, zeroshot_metrics
+from clap_train.data.audio_files import AudioItem, Listing, class_phrase
+from clap_train.eval.zeroshot import zeroshot_metrics
 from clap_train.inference import Progress, embed_items, no_progress
 from clap_train.model import CLAP
-from clap_train.plots import confusion_matrix_png
+from clap_train.plots import zeroshot_confusion_png
 
 
 def _norm(name: str) -> str:
     return class_phrase(name).lower()
 
 
-def label_indices(listing: Listing, classes: list[str]) -> tuple[torch.Tensor, list[str]]:
+def label_indices(items: list[AudioItem], classes: list[str]) -> tuple[torch.Tensor, list[str]]:
     """Each item's class index (-1: unlabelled, or its labels name no class); labels not in `classes`."""
     index = {_norm(c): i for i, c in enumerate(classes)}
     out, unknown = [], set()
-    for it in listing.items:
+    for it in items:
         hits = [index[_norm(lb)] for lb in it.labels if _norm(lb) in index]
         unknown |= {lb for lb in it.labels if _norm(lb) not in index}
         out.append(hits[0] if hits else -1)
@@ -48,8 +48,7 @@ def run_zeroshot(model: CLAP, listing: Listing, classes: list[str], templates: l
     if not classes:
         raise ValueError("no classes: pass --classes a,b,c, --classes-from-dirs, or labels in the CSV/JSONL")
     got = embed_items(model, listing.items, batch_size, progress)
-    kept = Listing(got.items, listing.ignored, listing.classes)
-    labels, unknown = label_indices(kept, classes)
+    labels, unknown = label_indices(got.items, classes)
     protos = model.class_embeddings([class_phrase(c) for c in classes], templates).float().cpu()
     sim = got.emb @ protos.T
     k = min(5, len(classes))
@@ -69,10 +68,7 @@ def run_zeroshot(model: CLAP, listing: Listing, classes: list[str], templates: l
                 w.writerow([it.rel, classes[lab] if lab >= 0 else "", classes[i[0]], f"{s[0]:.4f}",
                             ";".join(classes[j] for j in i)])
         if (labels >= 0).any():
-            cm = confusion_matrix(got.emb, protos, labels).numpy()
-            top1 = result["metrics"]["zeroshot_top1"]
-            confusion_matrix_png(cm, classes, f"zero-shot confusion (top-1 {top1:.1%}, n={int((labels >= 0).sum())})",
-                                 os.path.join(out_dir, "confusion.png"))
+            zeroshot_confusion_png(got.emb, protos, labels, classes, os.path.join(out_dir, "confusion.png"))
         with open(os.path.join(out_dir, "results.json"), "w") as f:
             json.dump(result, f, indent=1)
     return result

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch.distributed as dist
 
+from clap_train.watchdog import watch
+
 
 def world_info() -> tuple[int, int]:
     """(rank, world size); (0, 1) when not running distributed."""
@@ -12,11 +14,13 @@ def world_info() -> tuple[int, int]:
     return 0, 1
 
 
-def gather_objects(obj) -> list:
-    """Every rank's `obj` in rank order (a list of one when not distributed). A collective: all ranks call it."""
+def gather_objects(obj, what: str) -> list:
+    """Every rank's `obj` in rank order (a list of one when not distributed). A collective: all ranks call
+    it; `what` names it in the watchdog's report when some rank never does."""
     world = world_info()[1]
     if world == 1:
         return [obj]
     out = [None] * world
-    dist.all_gather_object(out, obj)
+    with watch(f"all_gather_object of {what}"):
+        dist.all_gather_object(out, obj)
     return out

@@ -25,6 +25,7 @@ from clap_train.flops import flop_counter
 from clap_train.loss import ContrastiveLoss
 from clap_train.model import CLAP, build_model
 from clap_train.secrets import redact
+from clap_train import watchdog
 
 OPTIM_DEFAULTS = dict(lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99), eps=1e-8, warmup_steps=50, schedule="cosine",
                       min_lr_ratio=0.0, clip_grad=1.0, accumulate=1, fused="auto", max_nonfinite=20,
@@ -34,7 +35,8 @@ SCHEDULES = ("cosine", "constant")
 
 class ClapLit(L.LightningModule):
     def __init__(self, model_cfg: dict, optim: dict | None = None, loss: dict | None = None,
-                 eval: dict | None = None, text_assets: dict | None = None, compile: dict | None = None):
+                 eval: dict | None = None, text_assets: dict | None = None, compile: dict | None = None,
+                 collective_timeout_s: float = 1200.0):
         super().__init__()
         self.automatic_optimization = False
         unknown = set(optim or {}) - set(OPTIM_DEFAULTS)
@@ -51,6 +53,7 @@ class ClapLit(L.LightningModule):
         self.model: CLAP = build_model(model_cfg, text_assets)
         compile_towers(self.model, compile or {})
         self.loss_fn = ContrastiveLoss(**(loss or {}))
+        self.collective_timeout_s = float(collective_timeout_s)
         self.nonfinite_in_a_row = 0
         self.flops_per_step: float | None = None
         self._eval_store: dict[str, dict] = {}
@@ -94,6 +97,20 @@ class ClapLit(L.LightningModule):
 
         sched = torch.optim.lr_scheduler.LambdaLR(opt, factor)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    # --- where each rank is, for the collective watchdog ----------------------------------------------
+    def setup(self, stage: str) -> None:
+        if watchdog.start(self.collective_timeout_s) is not None:
+            watchdog.watch_strategy(self.trainer.strategy)
+
+    def teardown(self, stage: str) -> None:
+        watchdog.mark(f"end of {stage}")
+
+    def on_validation_start(self):
+        watchdog.mark(f"validation at step {self.global_step}")
+
+    def on_test_start(self):
+        watchdog.mark("test")
 
     # --- training ------------------------------------------------------------------------------------
     def _split(self, batch: dict, k: int) -> list[dict]:
@@ -155,7 +172,8 @@ class ClapLit(L.LightningModule):
         opt.zero_grad(set_to_none=True)
         count = self.flops_per_step is None
         ctx = flop_counter() if count else nullcontext()
-        with ctx as fc:
+        with ctx as fc, watchdog.watch(f"step {self.global_step}'s forward and backward (feature gathers, "
+                                       "gradient reduction)"):
             loss = self._loss_and_backward(batch)
         if count:
             self.flops_per_step = float(fc.get_total_flops()) if fc is not None else 0.0
@@ -164,7 +182,11 @@ class ClapLit(L.LightningModule):
             else torch.zeros((), device=self.device)
         ok = torch.isfinite(loss) & torch.isfinite(gnorm)
         # decided on all ranks together, or DDP would hang with some ranks stepping and others not
-        ok = bool(self.all_gather(ok.float()).min() > 0) if self.trainer.world_size > 1 else bool(ok)
+        if self.trainer.world_size > 1:
+            with watchdog.watch(f"the all-ranks finite check of step {self.global_step}"):
+                ok = bool(self.all_gather(ok.float()).min() > 0)
+        else:
+            ok = bool(ok)
         if ok:
             self.nonfinite_in_a_row = 0
             if self.optim_cfg["clip_grad"]:
@@ -223,12 +245,19 @@ class ClapLit(L.LightningModule):
 
     def _eval_epoch_end(self, stage: str) -> None:
         store, self._eval_store = self._eval_store, {}
-        classes_by_source = getattr(getattr(self.trainer, "datamodule", None), "zeroshot", {}) or {}
+        dm = getattr(self.trainer, "datamodule", None)
+        classes_by_source = getattr(dm, "zeroshot", {}) or {}
+        # every source the loaders had, not only those this rank saw batches of: the gather below is a
+        # collective, and a rank whose share of a small eval set is empty must still take part
+        sources = set(store) | set((getattr(dm, "eval_sources", {}) or {}).get(stage, []))
         results: dict[str, dict[str, float]] = {}
         prompts: dict[tuple, torch.Tensor] = {}  # sources sharing a class list encode its prompts once
         arrays = self.eval_arrays[stage] = {}
-        for src in sorted(store):
-            keys, audio, text, owner, tags, captions = _gather_dedup(store[src])
+        for src in sorted(sources):
+            keys, audio, text, owner, tags, captions = _gather_dedup(store.get(src), self.model.embed_dim,
+                                                                     f"the {stage} outputs of {src}")
+            if not keys:
+                continue
             m = retrieval_metrics(audio, text, owner)
             classes = classes_by_source.get(src)
             arrays[src] = {"keys": keys, "audio": audio, "text": text, "owner": owner, "captions": captions}
@@ -257,7 +286,7 @@ class ClapLit(L.LightningModule):
         # exactly after a resume (the data pipeline seeds itself from positions, not from these).
         # Every rank's: dropout draws as many numbers as its tensors have elements, and text batches are
         # padded per rank, so the ranks' generators drift apart and each needs its own back.
-        ranks = gather_objects({**_rng_state(), "python": random.getstate()})
+        ranks = gather_objects({**_rng_state(), "python": random.getstate()}, "the RNG states")
         checkpoint["rng"], checkpoint["rng_per_rank"] = ranks[0], ranks
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
@@ -267,6 +296,7 @@ class ClapLit(L.LightningModule):
         self._pending_rng = per_rank[rank] if len(per_rank) == world else checkpoint.get("rng")
 
     def on_train_batch_start(self, batch, batch_idx):
+        watchdog.mark(f"training step {self.global_step}")
         # restored at the first step, after everything else that runs at start-up has drawn numbers
         rng = getattr(self, "_pending_rng", None)
         if rng is not None:
@@ -291,11 +321,15 @@ def compile_towers(model: CLAP, cfg: dict) -> None:
     model.text_branch.compile(**kw)
 
 
-def _gather_dedup(st: dict):
-    """Concatenate this rank's eval outputs, gather every rank's, keep each sample key once."""
-    audio, text = torch.cat(st["audio"]), torch.cat(st["text"])
-    owner = torch.cat(st["owner"])
-    parts = gather_objects((st["keys"], audio, text, owner, st["tags"], st["captions"]))
+def _gather_dedup(st: dict | None, dim: int, what: str):
+    """Concatenate this rank's eval outputs (None: it had no batches), gather every rank's, keep each
+    sample key once."""
+    if st:
+        local = (st["keys"], torch.cat(st["audio"]), torch.cat(st["text"]), torch.cat(st["owner"]), st["tags"],
+                 st["captions"])
+    else:
+        local = ([], torch.zeros(0, dim), torch.zeros(0, dim), torch.zeros(0, dtype=torch.long), [], [])
+    parts = gather_objects(local, what)
     keys, A, T, O, tags, caps, seen = [], [], [], [], [], [], set()
     for k_list, a, t, o, tg, cp in parts:
         for i, k in enumerate(k_list):
@@ -310,6 +344,8 @@ def _gather_dedup(st: dict):
             T.append(t[sel])
             caps += [cp[j] for j in sel.tolist()]
             O.append(torch.full((len(sel),), new, dtype=torch.long))
+    if not keys:
+        return [], None, None, None, [], []
     return keys, torch.stack(A), torch.cat(T), torch.cat(O), tags, caps
 
 

@@ -19,6 +19,8 @@ import subprocess
 import lightning as L
 import torch
 
+from clap_train.watchdog import watch
+
 log = logging.getLogger("clap_train")
 
 
@@ -62,7 +64,9 @@ class Preemption(L.Callback):
                 return  # no tensor, no device sync on the common path
         else:  # a signal may reach the ranks at different steps: decide together
             flag = torch.tensor(float(self.received is not None), device=pl_module.device)
-            if trainer.strategy.reduce(flag, reduce_op="max").item() == 0:
+            with watch(f"the preemption check of step {trainer.global_step}"):
+                stop = trainer.strategy.reduce(flag, reduce_op="max").item()
+            if stop == 0:
                 return
         step = trainer.global_step
         path = os.path.join(self.dirpath or os.path.join(trainer.default_root_dir, "checkpoints"),

@@ -80,8 +80,11 @@ def run(cfg: DictConfig) -> dict:
         max_steps = int(cfg.trainer.get("max_steps") or -1)
         optim["total_steps"] = max_steps if max_steps > 0 else \
             int(cfg.trainer.max_epochs) * dm.resolve_steps_per_epoch()
+    timeout = (cfg.get("distributed") or {}).get("timeout_s", 1200)
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ConfigError(f"distributed.timeout_s={timeout!r}: must be a number of seconds > 0")
     lit = ClapLit(plain(cfg.model), optim=optim, loss=plain(cfg.loss), eval=plain(cfg.eval),
-                  compile=plain(cfg.get("compile")))
+                  compile=plain(cfg.get("compile")), collective_timeout_s=timeout)
     if cfg.get("init_from"):
         try:
             init_weights(lit.model, cfg.init_from, log=log.info, trust=bool(cfg.get("trust_checkpoint")))

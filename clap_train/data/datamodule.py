@@ -131,7 +131,7 @@ class _TrainLoader(DataLoader):
     def state_dict(self) -> dict:
         """Every rank's slot positions (a checkpoint is written by rank 0 but each rank reads its own
         shards, so each needs its own position back): gathered when running distributed."""
-        ranks = gather_objects({str(k): v for k, v in self.state["slots"].items()})
+        ranks = gather_objects({str(k): v for k, v in self.state["slots"].items()}, "the loader positions")
         return {"batches": self.state["batches"], "slots": ranks[0], "rank_slots": ranks,
                 "n_slots": self.n_slots, "world": self.dataset.world, "carry": self.state["carry"]}
 
@@ -207,6 +207,9 @@ class ClapDataModule(L.LightningDataModule):
         self.zeroshot: dict[str, list[str]] = {}
         self._train_loader: _TrainLoader | None = None
         self.rank, self.world = 0, 1
+        # stage -> source names of the loaders last built: every rank evaluates (and gathers) each source,
+        # also one whose shards all went to other ranks
+        self.eval_sources: dict[str, list[str]] = {}
 
     # --- wiring -------------------------------------------------------------------------------------
     def bind(self, tokenize: Tokenize) -> "ClapDataModule":
@@ -294,6 +297,7 @@ class ClapDataModule(L.LightningDataModule):
         loaders = []
         specs = self.eval_specs(stage)
         self.check_sources(specs, what_key(stage))
+        self.eval_sources[stage] = [s.name for s in specs]
         for spec in specs:
             ds = EvalStream(spec, self.audio, self.opts, self.eval_batch_size, self.rank, self.world, self.tokenize)
             workers = min(self.num_workers, max(1, len(spec.shards[self.rank::self.world])))

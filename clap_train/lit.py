@@ -22,6 +22,7 @@ from clap_train.eval.retrieval import retrieval_metrics
 from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
 from clap_train.distributed import gather_objects, world_info
 from clap_train.flops import flop_counter
+from clap_train.grads import average_replicated_, clip_, grad_norm
 from clap_train.loss import ContrastiveLoss
 from clap_train.model import CLAP, build_model
 from clap_train.secrets import redact
@@ -61,6 +62,23 @@ class ClapLit(L.LightningModule):
         # the last evaluation's embeddings per stage and source (what the pictures are drawn from)
         self.eval_arrays: dict[str, dict[str, dict]] = {}
 
+    # --- sharding -------------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        """Under `trainer=fsdp` (a ModelParallelStrategy) shard the model with FSDP2 before the optimiser
+        is built; called again before `trainer.test`, when it is already sharded."""
+        from torch.distributed.fsdp import FSDPModule
+
+        mesh = getattr(self, "_device_mesh", None)
+        if mesh is None or any(isinstance(m, FSDPModule) for m in self.model.modules()):
+            return
+        from clap_train.strategies import shard_model
+
+        shard_model(self.model, mesh["data_parallel"],
+                    getattr(self.trainer.strategy, "reshard_after_forward", True))
+
+    def _sharded(self) -> bool:
+        return getattr(self, "_device_mesh", None) is not None
+
     # --- optimiser -----------------------------------------------------------------------------------
     def configure_optimizers(self):
         o = self.optim_cfg
@@ -71,14 +89,8 @@ class ClapLit(L.LightningModule):
             # biases, norms and the temperature are not decayed (LAION/open_clip rule)
             (no_decay if p.ndim < 2 or "logit_scale" in name else decay).append(p)
         fused = o["fused"]
-        # Lightning refuses gradient clipping with an optimiser that "handles unscaling" (fused AdamW) under
-        # its mixed-precision plugin, even for bf16 where nothing is scaled
-        mixed = "mixed" in str(getattr(getattr(self, "_trainer", None), "precision", ""))
         if fused == "auto":  # torch's fused kernel: on this CPU 5.6x faster than foreach (scripts/bench.py)
-            fused = self.device.type in ("cuda", "cpu") and not (mixed and o["clip_grad"])
-        elif fused and mixed and o["clip_grad"]:
-            raise ConfigError("optim.fused=true cannot be combined with optim.clip_grad under mixed precision "
-                              "(Lightning refuses to clip for fused optimisers); use optim.fused=auto or false")
+            fused = self.device.type in ("cuda", "cpu")
         opt = torch.optim.AdamW([{"params": decay, "weight_decay": o["weight_decay"]},
                                  {"params": no_decay, "weight_decay": 0.0}],
                                 lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], fused=bool(fused) or None)
@@ -108,9 +120,31 @@ class ClapLit(L.LightningModule):
 
     def on_validation_start(self):
         watchdog.mark(f"validation at step {self.global_step}")
+        self._full_weights_for_eval(True)
+
+    def on_validation_end(self):
+        self._full_weights_for_eval(False)
 
     def on_test_start(self):
         watchdog.mark("test")
+        self._full_weights_for_eval(True)
+
+    def on_test_end(self):
+        self._full_weights_for_eval(False)
+
+    def _full_weights_for_eval(self, on: bool) -> None:
+        """Under FSDP2 every forward is a collective, but eval sets split unevenly across ranks: evaluation
+        runs on gathered full weights (no gradients or optimiser state alongside), so no eval forward
+        communicates, then the weights are sharded again."""
+        if not self._sharded():
+            return
+        from torch.distributed.fsdp import FSDPModule
+
+        keep = getattr(self.trainer.strategy, "reshard_after_forward", True)
+        for m in self.model.modules():
+            if isinstance(m, FSDPModule):
+                m.set_reshard_after_forward(keep if not on else False, recurse=False)
+                m.unshard() if on else m.reshard()
 
     # --- training ------------------------------------------------------------------------------------
     def _split(self, batch: dict, k: int) -> list[dict]:
@@ -164,6 +198,8 @@ class ClapLit(L.LightningModule):
         return loss.detach()
 
     def _no_grad_sync(self):
+        if self._sharded():
+            return _fsdp_no_sync(self.model)
         trainer = getattr(self, "_trainer", None)
         return trainer.strategy.block_backward_sync() if trainer is not None else nullcontext()
 
@@ -177,9 +213,13 @@ class ClapLit(L.LightningModule):
             loss = self._loss_and_backward(batch)
         if count:
             self.flops_per_step = float(fc.get_total_flops()) if fc is not None else 0.0
-        grads = [p.grad for p in self.model.parameters() if p.grad is not None]
-        gnorm = torch.linalg.vector_norm(torch.stack([g.detach().float().norm() for g in grads])) if grads \
-            else torch.zeros((), device=self.device)
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self._sharded():
+            average_replicated_(params, self.trainer.world_size)
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is not None:  # 16-mixed: the norm and clipping see true gradients
+            scaler.unscale_(opt.optimizer)
+        gnorm = grad_norm(params).to(loss.device)
         ok = torch.isfinite(loss) & torch.isfinite(gnorm)
         # decided on all ranks together, or DDP would hang with some ranks stepping and others not
         if self.trainer.world_size > 1:
@@ -190,8 +230,9 @@ class ClapLit(L.LightningModule):
         if ok:
             self.nonfinite_in_a_row = 0
             if self.optim_cfg["clip_grad"]:
-                self.clip_gradients(opt, gradient_clip_val=self.optim_cfg["clip_grad"],
-                                    gradient_clip_algorithm="norm")
+                # our own clipping over the norm above: Lightning's refuses FSDP and fused optimisers
+                # under mixed precision, and would compute the norm a second time
+                clip_(params, float(self.optim_cfg["clip_grad"]), gnorm)
             opt.step()
             sched.step()
         else:
@@ -319,6 +360,24 @@ def compile_towers(model: CLAP, cfg: dict) -> None:
     kw = {k: cfg[k] for k in ("backend", "mode", "dynamic", "fullgraph") if cfg.get(k) is not None}
     model.audio_branch.compile(**kw)
     model.text_branch.compile(**kw)
+
+
+class _fsdp_no_sync:
+    """FSDP2's `no_sync`: micro-batches before the last accumulate unreduced gradients."""
+
+    def __init__(self, model):
+        from torch.distributed.fsdp import FSDPModule
+
+        self.units = [m for m in model.modules() if isinstance(m, FSDPModule)]
+
+    def __enter__(self):
+        for m in self.units:
+            m.set_requires_gradient_sync(False, recurse=False)
+
+    def __exit__(self, *exc):
+        for m in self.units:
+            m.set_requires_gradient_sync(True, recurse=False)
+        return False
 
 
 def _gather_dedup(st: dict | None, dim: int, what: str):

@@ -86,14 +86,11 @@ def test_fused_adamw_steps_like_the_default():
 
 def test_bf16_autocast_trains_close_to_fp32():
     _, l32 = _train()
-    lit, l16 = _train(precision="bf16-mixed")  # with gradient clipping: fused=auto falls back to foreach
+    # with gradient clipping (ours: Lightning's refused fused optimisers under mixed precision)
+    lit, l16 = _train(precision="bf16-mixed")
     assert l16[0] == pytest.approx(l32[0], rel=2e-2) and all(torch.isfinite(torch.tensor(l16)))
     assert all(p.dtype == torch.float32 for p in lit.model.parameters())  # master weights stay fp32
-    assert not lit.optimizers().optimizer.defaults["fused"]
-    lit, _ = _train({"clip_grad": 0.0}, precision="bf16-mixed")
     assert lit.optimizers().optimizer.defaults["fused"]
-    with pytest.raises(ValueError, match="optim.fused=true cannot be combined"):
-        _train({"fused": True}, precision="bf16-mixed")
 
 
 def test_sdpa_in_both_towers(monkeypatch):

@@ -16,7 +16,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install -q -e ".[dev,slurm]"
+	$(BIN)/python -m pip install -q -e ".[dev,slurm,deepspeed]"
 	touch $(STAMP)
 
 # Extra Hydra overrides: make train ARGS="optim.lr=1e-3 trainer.max_epochs=2"

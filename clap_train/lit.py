@@ -114,6 +114,20 @@ class ClapLit(L.LightningModule):
     def setup(self, stage: str) -> None:
         if watchdog.start(self.collective_timeout_s) is not None:
             watchdog.watch_strategy(self.trainer.strategy)
+        ds = self._deepspeed_config()
+        if ds is not None:  # read by the strategy when it builds the engine, after this hook
+            # DeepSpeed clips inside its step (p.grad is empty under ZeRO), with the same global norm as ours
+            ds["gradient_clipping"] = float(self.optim_cfg["clip_grad"] or 0.0)
+            if str(self.trainer.precision).startswith("bf16"):
+                # skip non-finite steps in bf16 too (DeepSpeed checks fp16 and fp32 only by default)
+                ds.setdefault("bf16", {"enabled": True})["check_grad_overflow"] = True
+            # Lightning would read `train_dataloader.batch_sampler.batch_size`; our loader batches itself
+            per_rank = getattr(getattr(self.trainer, "datamodule", None), "per_rank_batch", None)
+            ds.setdefault("train_micro_batch_size_per_gpu", per_rank(self.trainer.world_size) if per_rank else 1)
+
+    def _deepspeed_config(self) -> dict | None:
+        cfg = getattr(getattr(getattr(self, "_trainer", None), "strategy", None), "config", None)
+        return cfg if isinstance(cfg, dict) and "zero_optimization" in cfg else None
 
     def teardown(self, stage: str) -> None:
         watchdog.mark(f"end of {stage}")
@@ -213,30 +227,13 @@ class ClapLit(L.LightningModule):
             loss = self._loss_and_backward(batch)
         if count:
             self.flops_per_step = float(fc.get_total_flops()) if fc is not None else 0.0
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        if self._sharded():
-            average_replicated_(params, self.trainer.world_size)
-        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
-        if scaler is not None:  # 16-mixed: the norm and clipping see true gradients
-            scaler.unscale_(opt.optimizer)
-        gnorm = grad_norm(params).to(loss.device)
-        ok = torch.isfinite(loss) & torch.isfinite(gnorm)
-        # decided on all ranks together, or DDP would hang with some ranks stepping and others not
-        if self.trainer.world_size > 1:
-            with watchdog.watch(f"the all-ranks finite check of step {self.global_step}"):
-                ok = bool(self.all_gather(ok.float()).min() > 0)
+        if self._deepspeed_config() is not None:
+            ok, gnorm = self._deepspeed_step(opt, sched)
         else:
-            ok = bool(ok)
+            ok, gnorm = self._step(opt, sched, loss)
         if ok:
             self.nonfinite_in_a_row = 0
-            if self.optim_cfg["clip_grad"]:
-                # our own clipping over the norm above: Lightning's refuses FSDP and fused optimisers
-                # under mixed precision, and would compute the norm a second time
-                clip_(params, float(self.optim_cfg["clip_grad"]), gnorm)
-            opt.step()
-            sched.step()
         else:
-            opt.zero_grad(set_to_none=True)
             self.nonfinite_in_a_row += 1
             self.log("train/skipped_nonfinite", float(self.nonfinite_in_a_row))
             if self.nonfinite_in_a_row >= self.optim_cfg["max_nonfinite"]:
@@ -252,6 +249,48 @@ class ClapLit(L.LightningModule):
         self.log("train/lr", sched.get_last_lr()[0], batch_size=bs)
         self.log("train/logit_scale", self.model.logit_scale().detach(), batch_size=bs)
         return loss
+
+    def _step(self, opt, sched, loss: torch.Tensor) -> tuple[bool, torch.Tensor]:
+        """DDP, FSDP2 and one device: one gradient norm (logged, checked, clipped by), a finite check agreed
+        by all ranks, then the optimiser and schedule step, or a skip."""
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        if self._sharded():
+            average_replicated_(params, self.trainer.world_size)
+        scaler = getattr(self.trainer.precision_plugin, "scaler", None)
+        if scaler is not None:  # 16-mixed: the norm and clipping see true gradients
+            scaler.unscale_(opt.optimizer)
+        gnorm = grad_norm(params).to(loss.device)
+        ok = torch.isfinite(loss) & torch.isfinite(gnorm)
+        # decided on all ranks together, or DDP would hang with some ranks stepping and others not
+        if self.trainer.world_size > 1:
+            with watchdog.watch(f"the all-ranks finite check of step {self.global_step}"):
+                ok = bool(self.all_gather(ok.float()).min() > 0)
+        else:
+            ok = bool(ok)
+        if not ok:
+            opt.zero_grad(set_to_none=True)
+            return False, gnorm
+        if self.optim_cfg["clip_grad"]:
+            # our own clipping over the norm above: Lightning's refuses FSDP and fused optimisers under mixed
+            # precision, and would compute the norm a second time
+            clip_(params, float(self.optim_cfg["clip_grad"]), gnorm)
+        opt.step()
+        sched.step()
+        return True, gnorm
+
+    def _deepspeed_step(self, opt, sched) -> tuple[bool, torch.Tensor]:
+        """DeepSpeed holds the (partitioned) gradients itself, so its engine step computes the global norm,
+        clips by it (`gradient_clipping`, set from optim.clip_grad) and skips the update when the norm is not
+        finite (the same on every rank). The schedule is ours to step (Lightning detaches it from the
+        engine), only when the engine updated."""
+        with watchdog.watch(f"step {self.global_step}'s DeepSpeed update (gradient norm, partition gathers)"):
+            opt.step()
+        norm = self.trainer.strategy.deepspeed_engine.get_global_grad_norm()
+        norm = torch.as_tensor(float("nan") if norm is None else norm, dtype=torch.float32).reshape(())
+        ok = bool(torch.isfinite(norm))
+        if ok:
+            sched.step()
+        return ok, norm
 
     # --- evaluation ----------------------------------------------------------------------------------
     def _eval_step(self, batch: dict) -> None:
@@ -317,6 +356,13 @@ class ClapLit(L.LightningModule):
             for k, v in m.items():
                 self.log(f"{stage}/{src}/{k}", v, add_dataloader_idx=False, sync_dist=False, rank_zero_only=False)
         self.last_eval[stage] = {f"{stage}/{s}/{k}": v for s, m in results.items() for k, v in m.items()}
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        # 0-d temperatures in files, 1-element parameters under DeepSpeed (strategies.one_element_scalars)
+        own = {k: p.shape for k, p in self.named_parameters()}
+        fit = {k: v.reshape(own[k]) if k in own and v.shape != own[k] and v.numel() == 1 == own[k].numel() else v
+               for k, v in state_dict.items()}
+        return super().load_state_dict(fit, strict=strict, assign=assign)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # the tokenizer and text config travel with the weights: load_model needs no files or network

@@ -56,10 +56,10 @@ class CLAP(nn.Module):
         if self.audio_branch.fusion:  # long clips: global view + 3 local crops (audio/fusion.py)
             mel, longer = fusion_mels(self.frontend, audio, audio_len, self.clip_samples, self.training,
                                       self.fusion_force_longer)
-            frames = self.audio_branch(mel, longer)  # via __call__: FSDP hooks run on forward
+            frames = self.audio_branch(self._to_tower(mel), longer)  # via __call__: FSDP hooks run on forward
             return self.audio_projection(self.audio_branch.post_pool(self.pooling(frames, None)))
         mel = self.frontend(audio)                                   # [B, T, F], fp32
-        frames = self.audio_branch(mel)                              # [B, T', C] (via __call__: FSDP hooks)
+        frames = self.audio_branch(self._to_tower(mel))              # [B, T', C] (via __call__: FSDP hooks)
         mask = None
         if self.mask_padding and audio_len is not None:
             valid = (audio_len // self.frontend.hop_length + 1).clamp(max=mel.shape[1])
@@ -67,6 +67,14 @@ class CLAP(nn.Module):
             mask = torch.arange(frames.shape[1], device=frames.device)[None] < valid[:, None].clamp(min=1)
         pooled = self.pooling(frames, mask)
         return self.audio_projection(self.audio_branch.post_pool(pooled))
+
+    def _to_tower(self, mel: torch.Tensor) -> torch.Tensor:
+        """The fp32 log-mel into a tower whose weights are half precision (DeepSpeed's bf16/fp16 engines hold
+        the towers in that dtype; BatchNorm would refuse fp32 input); under autocast's fp32 weights unchanged."""
+        dtype = next(self.audio_branch.parameters()).dtype
+        if dtype in (torch.bfloat16, torch.float16):
+            return mel.to(dtype)
+        return mel
 
     def text_features(self, text: dict) -> torch.Tensor:
         return self.text_projection(self.text_branch(text["input_ids"], text["attention_mask"]))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from lightning.pytorch.strategies import ModelParallelStrategy
+import torch
 from torch import nn
 
 # Names rather than imports: the text layer class depends on the configured Hugging Face model.
@@ -62,12 +63,105 @@ def shard_model(model: nn.Module, mesh, reshard_after_forward: bool = True) -> N
 
 
 def deepspeed(stage: int = 2, offload_optimizer: bool = False, offload_parameters: bool = False, **kwargs):
-    from lightning.pytorch.strategies import DeepSpeedStrategy
-
     try:
         import deepspeed  # noqa: F401
     except ImportError:
-        raise ImportError(f"trainer=deepspeed_stage_{stage} needs DeepSpeed, an optional extra built from source "
-                          "on a CUDA machine: pip install -e '.[deepspeed]'") from None
-    return DeepSpeedStrategy(stage=stage, offload_optimizer=offload_optimizer, offload_parameters=offload_parameters,
-                             **kwargs)
+        raise ImportError(f"trainer=deepspeed_stage_{stage} needs DeepSpeed, an optional extra: "
+                          "pip install -e '.[deepspeed]'") from None
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    class ClapDeepSpeed(DeepSpeedStrategy):
+        """Lightning's DeepSpeedStrategy, also on CPU ranks (DS_ACCELERATOR=cpu, gloo): Lightning refuses any
+        accelerator but CUDA in `setup_environment` and checks CUDA device indices in `setup_distributed`;
+        DeepSpeed itself runs ZeRO-2/3 on CPU. On GPUs nothing changes."""
+
+        @property
+        def root_device(self):
+            # DeepSpeed reads the rank's device index (`device_rank`), None for a plain "cpu"; a CPU tensor's
+            # device never carries an index, so "cpu:<local rank>" changes nothing else
+            d = super().root_device
+            return torch.device("cpu", self.local_rank) if d.type == "cpu" else d
+
+        def setup_environment(self) -> None:
+            if self.root_device.type == "cpu":
+                super(DeepSpeedStrategy, self).setup_environment()  # DDPStrategy's: processes, ranks, gloo
+                return
+            super().setup_environment()
+
+        def setup_distributed(self) -> None:
+            if self.root_device.type != "cpu":
+                return super().setup_distributed()
+            from lightning.fabric.utilities.seed import reset_seed
+
+            reset_seed()
+            self.set_world_ranks()
+            self._init_deepspeed_distributed()
+
+        def setup(self, trainer) -> None:
+            # DeepSpeed's bf16/fp16 casts every floating tensor of a batch: the waveform would be rounded
+            # before the fp32 log-mel. It stays as it came; the model casts the mel for the towers.
+            convert = self.precision_plugin.convert_input
+
+            def keep_waveform(batch):
+                out = convert(batch)
+                if isinstance(batch, dict) and "audio" in batch:
+                    out["audio"] = batch["audio"]
+                return out
+
+            self.precision_plugin.convert_input = keep_waveform
+            super().setup(trainer)
+
+        def init_deepspeed(self, *args, **kwargs):
+            # DeepSpeed broadcasts (and ZeRO-3 partitions) parameters through byte views, which a 0-d tensor
+            # cannot give: the temperatures, 0-d as in LAION's checkpoints, become 1-element parameters
+            # here (before the optimiser is built), and still save and load as 0-d
+            one_element_scalars(self.lightning_module)
+            if "true" not in str(self.precision_plugin.precision) and "32" not in str(self.precision_plugin.precision):
+                fp32_batchnorm(self.lightning_module)
+            return super().init_deepspeed(*args, **kwargs)
+
+    return ClapDeepSpeed(stage=stage, offload_optimizer=offload_optimizer, offload_parameters=offload_parameters,
+                         **kwargs)
+
+
+
+def one_element_scalars(module: nn.Module) -> None:
+    """Every 0-d parameter of `module` becomes a 1-element one; its state dict still holds the 0-d shape."""
+    for mod in module.modules():
+        names = [n for n, p in mod.named_parameters(recurse=False) if p.ndim == 0]
+        if not names:
+            continue
+        for n in names:
+            p = getattr(mod, n)
+            setattr(mod, n, nn.Parameter(p.detach().reshape(1), requires_grad=p.requires_grad))
+
+        def save(m, state, prefix, local, names=tuple(names)):
+            for n in names:
+                if prefix + n in state and state[prefix + n].numel() == 1:  # (ZeRO-3 partitions are empty)
+                    state[prefix + n] = state[prefix + n].reshape(())
+
+        mod.register_state_dict_post_hook(save)  # loading: ClapLit.load_state_dict fits the shape
+
+
+def fp32_batchnorm(module: nn.Module) -> None:
+    """BatchNorm in fp32 inside DeepSpeed's bf16/fp16 engines: they cast parameters but keep the running
+    statistics fp32, which torch's batch_norm refuses beside half-precision weights. Each BatchNorm computes
+    in fp32 (weights upcast, gradients flow back to the half-precision parameters) and returns the input's
+    dtype. Also what LAION's recipe keeps fp32 under AMP: the normalisation of the log-mel (`bn0`)."""
+    import types
+
+    import torch.nn.functional as F
+
+    def forward(self, x):
+        w = None if self.weight is None else self.weight.float()
+        b = None if self.bias is None else self.bias.float()
+        train = self.training or self.running_mean is None
+        momentum = 0.0 if self.momentum is None else self.momentum
+        if self.training and self.num_batches_tracked is not None:
+            self.num_batches_tracked.add_(1)
+        y = F.batch_norm(x.float(), self.running_mean, self.running_var, w, b, train, momentum, self.eps)
+        return y.to(x.dtype)
+
+    for m in module.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.forward = types.MethodType(forward, m)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from clap_train.checkpoints.files import checkpoint_file
 from clap_train.model import CLAP, build_model
 
 PREFIXES = ("model.", "module.", "_orig_mod.")
@@ -34,6 +35,14 @@ def read_checkpoint(path: str, map_location="cpu", mmap: bool = False, trust: bo
     refused with the name of the global it wanted, unless `trust` (trust_checkpoint=true) is given."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    if os.path.isdir(path):  # a DeepSpeed checkpoint folder: rank 0's model states carry the metadata
+        ck = read_checkpoint(checkpoint_file(path), map_location, mmap, trust)
+        if "module" in ck and "state_dict" not in ck:
+            if "ds_config" in ck and (ck["ds_config"].get("zero_optimization") or {}).get("stage") == 3:
+                ck["state_dict"] = {}  # partitioned: only DeepSpeed itself (resume) or its zero_to_fp32.py
+            else:
+                ck["state_dict"] = ck.pop("module")
+        return ck
     try:
         with torch.serialization.safe_globals(numpy_safe_globals()):
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
@@ -91,14 +100,19 @@ def _looks_like_hub_id(path: str) -> bool:
 
 
 def read_weights(path: str, trust: bool = False, map_location="cpu") -> Imported:
-    """Our checkpoints, LAION-CLAP `.pt` files as released, and Hugging Face ClapModel dirs / hub ids."""
-    if os.path.isdir(path) or _looks_like_hub_id(path):
+    """Our checkpoints (files, or DeepSpeed folders), LAION-CLAP `.pt` files as released, and Hugging Face
+    ClapModel dirs / hub ids."""
+    deepspeed_dir = os.path.isfile(os.path.join(path, "latest"))
+    if (os.path.isdir(path) and not deepspeed_dir) or _looks_like_hub_id(path):
         from clap_train.checkpoints import hf
         from clap_train.text.tower import make_assets
 
         sd, cfg, text, tok = hf.read(path)
         return Imported(sd, "hf", cfg, make_assets(text, tok))
     ck = read_checkpoint(path, map_location, trust=trust)
+    if deepspeed_dir and not ck["state_dict"]:
+        raise ValueError(f"{path} is a ZeRO-3 checkpoint: its weights are partitioned over the ranks' files. "
+                         f"Consolidate them first: python {os.path.join(path, 'zero_to_fp32.py')} {path} OUT_DIR")
     hp = ck.get("hyper_parameters") or {}
     if "model_cfg" in hp and "text_assets" in ck:
         return Imported(strip_prefixes(ck["state_dict"]), "clap_train", hp["model_cfg"], ck["text_assets"], ck=ck)

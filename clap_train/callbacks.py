@@ -6,15 +6,15 @@ import time
 
 import lightning as L
 
-from clap_train.flops import measure_peak_flops
+from clap_train.flops import measure_peak_flops, precision_dtype
 
 
 class Throughput(L.Callback):
     """Logs `perf/samples_per_s` (global), `perf/data_wait_frac`, `perf/mfu` and `data/skipped/<reason>`.
 
     MFU = model FLOPs per step (counted on the first step, attention included) x steps/s over the
-    device's peak; `peak_flops` null means measured with a matmul at start (on GPU pass the datasheet
-    bf16 figure for a conventional MFU).
+    device's peak in the run's dtype; `peak_flops` null means measured with a matmul at start (best of
+    several windows; on GPU pass the datasheet bf16 figure for a conventional MFU).
     """
 
     def __init__(self, log_every_n_steps: int = 10, peak_flops: float | None = None):
@@ -26,7 +26,10 @@ class Throughput(L.Callback):
     def setup(self, trainer, pl_module, stage):
         # measured before the loader workers start, so they do not steal the cores being measured
         if self.peak is None and stage == "fit":
-            self.peak = measure_peak_flops()
+            # against the peak of the dtype the run trains in: a bf16 run against the fp32 (TF32) peak
+            # overstated MFU about 2x
+            self.dtype = precision_dtype(trainer.precision)
+            self.peak = measure_peak_flops(device=trainer.strategy.root_device.type, dtype=self.dtype)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         now = time.perf_counter()

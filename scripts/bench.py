@@ -317,6 +317,7 @@ def bench_step(a, peak: float) -> None:
                             num_sanity_val_steps=0, limit_val_batches=0)
         lit.flops_per_step = 0.0  # counted below, outside the timed steps
         trainer.fit(lit, train_dataloaders=loader)
+        lit.to(dev)  # Lightning moves the module back to the CPU at the end of fit
         ours_t = statistics.median(times[1:])
         on_dev = {"audio": wav.to(a.device), "audio_len": batch["audio_len"].to(a.device),
                   "text": {k: v.to(a.device) for k, v in tok.items()}}
@@ -447,16 +448,16 @@ def main(argv=None) -> int:
     print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{a.threads} threads {gpu}; {'bf16' if a.bf16 else 'fp32'} matmul peak on {a.device} {peak / 1e9:.0f} "
           "GFLOP/s", flush=True)
+    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.machine(), "cores": os.cpu_count(),
+            "threads": a.threads, "torch": torch.__version__, "peak_flops": peak, "quick": a.quick, "reps": a.reps,
+            "device": a.device, "gpu": gpu, "bf16": a.bf16, "command": " ".join(sys.argv)}
     for p in parts:
         {"data": bench_data, "frontend": bench_frontend, "loss": bench_loss}.get(p, lambda a: None)(a)
         if p in ("tower", "step"):
             (bench_tower if p == "tower" else bench_step)(a, peak)
         torch.set_num_threads(a.threads)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.machine(), "cores": os.cpu_count(),
-            "threads": a.threads, "torch": torch.__version__, "peak_flops": peak, "quick": a.quick, "reps": a.reps,
-            "device": a.device, "gpu": gpu, "bf16": a.bf16, "command": " ".join(sys.argv)}
-    with open(a.out, "w") as f:
-        json.dump({"meta": meta, "lines": LINES}, f, indent=1)
+        with open(a.out, "w") as f:  # after every part: a later part that fails loses nothing before it
+            json.dump({"meta": meta, "lines": LINES}, f, indent=1)
     print(f"wrote {a.out}")
     return 0
 

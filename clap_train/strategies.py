@@ -116,13 +116,12 @@ def deepspeed(stage: int = 2, offload_optimizer: bool = False, offload_parameter
             # cannot give: the temperatures, 0-d as in LAION's checkpoints, become 1-element parameters
             # here (before the optimiser is built), and still save and load as 0-d
             one_element_scalars(self.lightning_module)
-            if "true" not in str(self.precision_plugin.precision) and "32" not in str(self.precision_plugin.precision):
+            if "mixed" in str(self.precision_plugin.precision):  # bf16-mixed / 16-mixed: half weights, fp32 stats
                 fp32_batchnorm(self.lightning_module)
             return super().init_deepspeed(*args, **kwargs)
 
     return ClapDeepSpeed(stage=stage, offload_optimizer=offload_optimizer, offload_parameters=offload_parameters,
                          **kwargs)
-
 
 
 def one_element_scalars(module: nn.Module) -> None:

@@ -29,7 +29,11 @@ class Throughput(L.Callback):
             # against the peak of the dtype the run trains in: a bf16 run against the fp32 (TF32) peak
             # overstated MFU about 2x
             self.dtype = precision_dtype(trainer.precision)
-            self.peak = measure_peak_flops(device=trainer.strategy.root_device.type, dtype=self.dtype)
+            # rank 0 measures alone and tells the others: ranks measuring at once on shared cores each
+            # read a fraction of the peak
+            peak = measure_peak_flops(device=trainer.strategy.root_device.type, dtype=self.dtype) \
+                if trainer.global_rank == 0 else None
+            self.peak = trainer.strategy.broadcast(peak, src=0) if trainer.world_size > 1 else peak
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         now = time.perf_counter()

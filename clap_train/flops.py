@@ -23,8 +23,11 @@ def measure_peak_flops(seconds: float = 1.0, device: str | None = None, dtype: t
     # the largest square matmul (up to 2048 on CPU, 8192 on GPU) that fits a window: bf16 on a CPU without
     # bf16 units is ~20x slower than fp32, and a fixed size would take minutes
     n, top = 256, (2048 if dev == "cpu" else 8192)
+    # a private generator: how many sizes are tried depends on timing, and drawing them from the global RNG
+    # made dropout (and so the loss) of two identical runs differ
+    gen = torch.Generator(dev).manual_seed(0)
     while True:
-        a, b = torch.randn(n, n, device=dev, dtype=dtype), torch.randn(n, n, device=dev, dtype=dtype)
+        a, b = (torch.randn(n, n, device=dev, dtype=dtype, generator=gen) for _ in range(2))
         sync()
         t0 = time.perf_counter()
         a @ b

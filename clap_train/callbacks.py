@@ -1,10 +1,12 @@
-"""Training-time measurements: throughput, data-wait fraction, model FLOPs utilisation, skipped data."""
+"""Training-time callbacks: throughput, data-wait fraction, model FLOPs utilisation, skipped data; checkpoint
+retention and log flushing; the progress bar."""
 
 from __future__ import annotations
 
 import time
 
 import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
 
 from clap_train.flops import measure_peak_flops, precision_dtype
 
@@ -161,3 +163,16 @@ class EvalPictures(L.Callback):
                 from matplotlib.image import imread
 
                 lg.experiment.add_image(key, imread(io.BytesIO(png), format="png")[..., :3], step, dataformats="HWC")
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's tqdm bar with the training loss read only when the bar redraws (every `refresh_rate`
+    steps): a metric logged with prog_bar=True is turned into a number after every batch, a host sync that
+    stalls a GPU's queue each step."""
+
+    def get_metrics(self, trainer, pl_module):
+        items = super().get_metrics(trainer, pl_module)
+        loss = getattr(pl_module, "last_loss", None)
+        if trainer.training and loss is not None:
+            items["loss"] = f"{float(loss):.3f}"
+        return items

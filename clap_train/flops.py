@@ -57,18 +57,22 @@ def precision_dtype(precision) -> torch.dtype:
 
 
 class flop_counter:
-    """FlopCounterMode with attention forced onto the math kernel, which the counter can see on CPU."""
+    """FlopCounterMode with attention forced onto the math kernel, which the counter can see on CPU, and
+    compiled code run eagerly: under the counter (a dispatch mode) Dynamo would skip the frames and mark them
+    skipped for good (a compiled run never compiled), and a graph first traced under the math kernel keeps
+    it."""
 
     def __enter__(self):
         from torch.nn.attention import SDPBackend, sdpa_kernel
         from torch.utils.flop_counter import FlopCounterMode
 
-        self.fc, self.kernel = FlopCounterMode(display=False), sdpa_kernel(SDPBackend.MATH)
-        self.kernel.__enter__()
-        self.fc.__enter__()
-        return self.fc
+        self.parts = [torch.compiler.set_stance("force_eager"), sdpa_kernel(SDPBackend.MATH),
+                      FlopCounterMode(display=False)]
+        for p in self.parts:
+            p.__enter__()
+        return self.parts[-1]
 
     def __exit__(self, *exc):
-        self.fc.__exit__(*exc)
-        self.kernel.__exit__(*exc)
+        for p in reversed(self.parts):
+            p.__exit__(*exc)
         return False

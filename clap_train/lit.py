@@ -244,7 +244,10 @@ class ClapLit(L.LightningModule):
                                    f"gradient; stopping. The last good state is in {path} "
                                    "(lower optim.lr, or check the data)")
         bs = batch["audio"].shape[0]
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        # not prog_bar: Lightning converts progress-bar values to numbers after every batch (a host sync each
+        # step); callbacks.ProgressBar reads `last_loss` only when it redraws
+        self.last_loss = loss
+        self.log("train/loss", loss, batch_size=bs)
         self.log("train/grad_norm", gnorm, batch_size=bs)
         self.log("train/lr", sched.get_last_lr()[0], batch_size=bs)
         self.log("train/logit_scale", self.model.logit_scale().detach(), batch_size=bs)
@@ -261,10 +264,14 @@ class ClapLit(L.LightningModule):
             scaler.unscale_(opt.optimizer)
         gnorm = grad_norm(params).to(loss.device)
         ok = torch.isfinite(loss) & torch.isfinite(gnorm)
-        # decided on all ranks together, or DDP would hang with some ranks stepping and others not
+        # decided on all ranks together, or DDP would hang with some ranks stepping and others not; the
+        # preemption flag rides along, so the step reads the device once (the only host sync of a step)
         if self.trainer.world_size > 1:
-            with watchdog.watch(f"the all-ranks finite check of step {self.global_step}"):
-                ok = bool(self.all_gather(ok.float()).min() > 0)
+            stop = getattr(self, "stop_requested", None)
+            flags = torch.stack([(~ok).float(), loss.new_full((), float(bool(stop and stop())), dtype=torch.float32)])
+            with watchdog.watch(f"the all-ranks finite and preemption check of step {self.global_step}"):
+                bad, agreed = self.trainer.strategy.reduce(flags, reduce_op="max").tolist()
+            ok, self.agreed_stop = not bad, bool(agreed) if stop else None
         else:
             ok = bool(ok)
         if not ok:
@@ -392,7 +399,7 @@ class ClapLit(L.LightningModule):
             self._pending_rng = None
 
 
-COMPILE_KEYS = {"enabled", "backend", "mode", "dynamic", "fullgraph"}
+COMPILE_KEYS = {"enabled", "backend", "mode", "dynamic", "fullgraph", "text_pad_multiple"}
 
 
 def compile_towers(model: CLAP, cfg: dict) -> None:
@@ -401,9 +408,14 @@ def compile_towers(model: CLAP, cfg: dict) -> None:
     bad = set(cfg) - COMPILE_KEYS
     if bad:
         raise ConfigError(f"compile: unknown key(s) {sorted(bad)}; valid keys: {sorted(COMPILE_KEYS)}")
+    multiple = cfg.get("text_pad_multiple", 16)
+    if multiple is not None and (isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1):
+        raise ConfigError(f"compile.text_pad_multiple={multiple!r}: must be a whole number >= 1, or null to "
+                          "pad captions to each batch's longest")
     if not cfg.get("enabled"):
         return
     kw = {k: cfg[k] for k in ("backend", "mode", "dynamic", "fullgraph") if cfg.get(k) is not None}
+    model.tokenizer.pad_multiple = multiple  # caption lengths in a few buckets: few recompiles
     model.audio_branch.compile(**kw)
     model.text_branch.compile(**kw)
 

@@ -93,8 +93,13 @@ def deepspeed(stage: int = 2, offload_optimizer: bool = False, offload_parameter
                 return super().setup_distributed()
             from lightning.fabric.utilities.seed import reset_seed
 
+            import deepspeed.ops
+
             reset_seed()
             self.set_world_ranks()
+            # DeepSpeed's CPU backend JIT-compiles a shared-memory all-reduce on start-up (a C++ build: ~55 s
+            # on a fresh machine) that only its inference path calls; ZeRO's collectives go through gloo
+            deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False
             self._init_deepspeed_distributed()
 
         def setup(self, trainer) -> None:

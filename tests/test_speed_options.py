@@ -39,6 +39,36 @@ def test_compiled_towers_give_the_eager_loss_and_gradients():
         ClapLit(CFG, compile={"enable": True})
 
 
+def test_compile_compiles_in_the_real_training_loop():
+    """Step 1 is counted for FLOPs (eagerly); Dynamo must still compile the towers for the steps after it (it
+    compiled nothing when the count ran under its dispatch mode), with the eager losses."""
+    from torch._dynamo.utils import counters
+
+    # dropout off: compiled and eager code do not draw the same random masks
+    cfg = {**CFG, "audio_encoder": {**CFG["audio_encoder"], "dropout": 0.0, "post_dropout": 0.0},
+           "text_encoder": {**CFG["text_encoder"], "config": {**CFG["text_encoder"]["config"],
+                            "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}}}
+    _, eager = _train(steps=4, cfg=cfg)
+    torch._dynamo.reset()
+    counters.clear()
+    lit, compiled = _train(steps=4, compile={"enabled": True, "backend": "aot_eager"}, cfg=cfg)
+    assert lit.flops_per_step > 0
+    assert counters["stats"]["unique_graphs"] >= 2, dict(counters["stats"])  # both towers at least
+    assert compiled == pytest.approx(eager, abs=1e-5)
+
+
+def test_compiling_pads_captions_to_a_few_lengths():
+    lit = ClapLit(CFG, compile={"enabled": True, "backend": "aot_eager"})
+    tok = lit.model.tokenizer
+    lengths = {tok(["word " * n])["input_ids"].shape[1] for n in range(1, 120)}
+    assert lengths == {16, 32, 48, 64, 77}  # max_length 77: never longer
+    out = tok(["a", "a b c"])
+    assert out["attention_mask"].sum(1).tolist() == [3, 5] and out["input_ids"].shape[1] == 16
+    for bad in (0, 2.5, True):
+        with pytest.raises(ValueError, match="compile.text_pad_multiple"):
+            ClapLit(CFG, compile={"text_pad_multiple": bad})
+
+
 class _Steps(L.LightningDataModule):
     def __init__(self, batch, n):
         super().__init__()
@@ -59,9 +89,9 @@ def repeat_loader(batch, n):
     return DataLoader(Same(), batch_size=None)
 
 
-def _train(optim=None, precision="32-true", steps=3):
+def _train(optim=None, precision="32-true", steps=3, compile=None, cfg=CFG):
     torch.manual_seed(0)
-    lit = ClapLit(CFG, optim={"warmup_steps": 1, "total_steps": 10, **(optim or {})})
+    lit = ClapLit(cfg, optim={"warmup_steps": 1, "total_steps": 10, **(optim or {})}, compile=compile)
     trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, precision=precision, logger=False,
                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     losses = []

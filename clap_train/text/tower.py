@@ -29,15 +29,25 @@ def resolve(name_or_path: str) -> str:
 
 
 class Tokenizer:
-    """A picklable callable: list of captions -> {input_ids, attention_mask} padded to the longest."""
+    """A picklable callable: list of captions -> {input_ids, attention_mask} padded to the longest, or with
+    `pad_multiple` set up to the next multiple of it (capped at max_length): a compiled text tower then sees
+    a handful of lengths instead of recompiling for each batch's longest."""
 
-    def __init__(self, hf_tokenizer, max_length: int):
-        self.tok, self.max_length = hf_tokenizer, max_length
+    def __init__(self, hf_tokenizer, max_length: int, pad_multiple: int | None = None):
+        self.tok, self.max_length, self.pad_multiple = hf_tokenizer, max_length, pad_multiple
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
         enc = self.tok(list(texts), padding=True, truncation=True, max_length=self.max_length,
                        return_tensors="pt", return_token_type_ids=False)
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
+        ids, mask = enc["input_ids"], enc["attention_mask"]
+        if self.pad_multiple:
+            n = ids.shape[1]
+            pad = min(-(-n // self.pad_multiple) * self.pad_multiple, max(self.max_length, n)) - n
+            if pad > 0:
+                side = (pad, 0) if getattr(self.tok, "padding_side", "right") == "left" else (0, pad)
+                ids = torch.nn.functional.pad(ids, side, value=self.tok.pad_token_id)
+                mask = torch.nn.functional.pad(mask, side, value=0)
+        return {"input_ids": ids, "attention_mask": mask}
 
 
 class TextTower(nn.Module):

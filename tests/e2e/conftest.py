@@ -1,4 +1,7 @@
 import os
+import subprocess
+import sys
+import time
 
 import pytest
 from hydra import compose, initialize_config_dir
@@ -10,6 +13,23 @@ from tests.conftest import REPO
 
 SMALL_DATA = ["synthetic.n_train={sentences:120,tags:60}", "synthetic.n_valid=24", "synthetic.n_test=24",
               "synthetic.shard_size=20"]
+
+
+def train_py(root, args=(), ranks: int = 2, timeout: int = 600, check: bool = True):
+    """`python train.py debug=fast` with the small data set under `root`, as a user launches it: on `ranks`
+    CPU processes (gloo) unless ranks=1. The process comes back with `.seconds` (wall time) set."""
+    base = ["debug=fast", f"paths.root={root}", *SMALL_DATA, "callbacks.progress=null"]
+    if ranks > 1:
+        base += ["trainer.accelerator=cpu", f"trainer.devices={ranks}"]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
+           "DS_ACCELERATOR": "cpu"}
+    t0 = time.time()
+    p = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *base, *args], cwd=root, env=env,
+                       capture_output=True, text=True, timeout=timeout)
+    p.seconds = time.time() - t0
+    if check:
+        assert p.returncode == 0, p.stderr[-4000:]
+    return p
 
 
 def compose_cfg(tmp_path, overrides=(), data_root=None):

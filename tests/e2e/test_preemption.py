@@ -7,7 +7,7 @@ import signal
 import lightning as L
 import pytest
 
-from tests.e2e.conftest import compose_cfg
+from tests.e2e.conftest import compose_cfg, train_py
 
 
 class SignalAt(L.Callback):
@@ -47,19 +47,8 @@ def test_signal_checkpoints_stops_and_the_relaunch_resumes_exactly(tmp_path, dat
 
 
 def _train(tmp_path, name, extra=()):
-    import subprocess
-    import sys
-
-    from tests.conftest import REPO
-    from tests.e2e.conftest import SMALL_DATA
-
-    args = ["debug=fast", f"paths.root={tmp_path}", *SMALL_DATA, f"name={name}", "trainer=ddp", "trainer.devices=2",
-            "trainer.accelerator=cpu", "trainer.precision=32-true", "trainer.max_epochs=2", "data.num_workers=1",
-            "callbacks.progress=null", *extra]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1"}
-    res = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert res.returncode == 0, res.stderr[-3000:]
+    train_py(tmp_path, [f"name={name}", "trainer=ddp", "trainer.precision=32-true", "trainer.max_epochs=2",
+                        "data.num_workers=1", *extra])
     (run_dir,) = [str(p) for p in (tmp_path / "runs").glob(f"{name}*") if p.name != f"{name}-multirun"]
     return run_dir
 

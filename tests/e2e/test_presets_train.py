@@ -7,15 +7,12 @@ batches (the union of the ranks' batches is the global batch). Dropout is off an
 (per-rank batch statistics differ by design; DESIGN.md)."""
 
 import os
-import subprocess
-import sys
 
 import lightning as L
 import pytest
 import torch
 
-from tests.conftest import REPO
-from tests.e2e.conftest import SMALL_DATA
+from tests.e2e.conftest import train_py
 
 STEPS = 3
 
@@ -76,18 +73,14 @@ def train_two_ranks(tmp_path, preset, precision):
     extra = []
     if preset == "fsdp" and precision == "64-true":  # Lightning refuses 64-true for FSDP2
         precision, extra = "32-true", ["+callbacks.float64._target_=tests.e2e.test_presets_train.Float64"]
-    args = [f"trainer={preset}", "trainer.accelerator=cpu", "trainer.devices=2", f"trainer.precision={precision}",
-            "debug=fast", f"paths.root={tmp_path}", *SMALL_DATA, *NO_DROPOUT, f"trainer.max_steps={STEPS}",
-            # eps: Adam turns fp32 rounding of near-zero gradients into full-size steps (2 ranks vs 1: 9e-4
-            # in fp32 with eps=1e-8, for DDP and DeepSpeed alike); a larger eps keeps the fp32 proof sharp
-            "optim.eps=1e-4", "optim.clip_grad=0.05", "optim.warmup_steps=1", "optim.lr=3e-3", "test_after_fit=false",
-            "callbacks.progress=null", "+callbacks.freeze_bn._target_=tests.e2e.test_presets_train.FreezeBatchNorm",
-            "+callbacks.record._target_=tests.e2e.test_presets_train.Record", f"+callbacks.record.out={rec}", *extra]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
-           "DS_ACCELERATOR": "cpu"}
-    p = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-4000:]
+    p = train_py(tmp_path, [
+        f"trainer={preset}", f"trainer.precision={precision}", *NO_DROPOUT, f"trainer.max_steps={STEPS}",
+        # eps: Adam turns fp32 rounding of near-zero gradients into full-size steps (2 ranks vs 1: 9e-4
+        # in fp32 with eps=1e-8, for DDP and DeepSpeed alike); a larger eps keeps the fp32 proof sharp
+        "optim.eps=1e-4", "optim.clip_grad=0.05", "optim.warmup_steps=1", "optim.lr=3e-3", "test_after_fit=false",
+        "+callbacks.freeze_bn._target_=tests.e2e.test_presets_train.FreezeBatchNorm",
+        "+callbacks.record._target_=tests.e2e.test_presets_train.Record", f"+callbacks.record.out={rec}", *extra])
+    assert "shm_comm" not in p.stdout + p.stderr  # a one-minute C++ build training never uses
     (run_dir,) = [str(d) for d in (tmp_path / "runs").iterdir() if d.is_dir() and not d.name.endswith("multirun")]
     return rec, run_dir
 
@@ -162,16 +155,6 @@ class FrontEndStaysFp32(L.Callback):
         assert bn0.weight.dtype == torch.float32 or (upcast and bn0.weight.dtype == torch.bfloat16)
 
 
-def _run(tmp_path, args):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
-           "DS_ACCELERATOR": "cpu"}
-    p = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), "debug=fast", f"paths.root={tmp_path}",
-                        *SMALL_DATA, "trainer.accelerator=cpu", "trainer.devices=2", "callbacks.progress=null", *args],
-                       cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-4000:]
-    return p
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("preset", ["fsdp", "deepspeed_stage_2"])
 def test_preset_checkpoints_resume_and_test_in_bf16(tmp_path, preset):
@@ -179,25 +162,21 @@ def test_preset_checkpoints_resume_and_test_in_bf16(tmp_path, preset):
 
     from clap_train.checkpoints.load import load_model
 
-    common = [f"trainer={preset}", "trainer.precision=bf16-mixed", "name=r", "trainer.max_epochs=2",
+    common = [f"trainer={preset}", "trainer.precision=bf16-mixed", "trainer.max_epochs=2", "trainer.max_steps=6",
               "+callbacks.fp32._target_=tests.e2e.test_presets_train.FrontEndStaysFp32"]
-    _run(tmp_path, [*common, "trainer.max_steps=4"])
-    (run_dir,) = [d for d in (tmp_path / "runs").iterdir() if d.name.startswith("r")]
-    ckpt = run_dir / "checkpoints" / "last.ckpt"
-    first = json.load(open(run_dir / "results.json"))
-    assert first["global_step"] == 4 and "test/mean/zeroshot_top1" in first["test"]
+    train_py(tmp_path, [*common, "name=ref"])  # never interrupted; checkpoints after steps 2, 4, 6
+    (ref_dir,) = [d for d in (tmp_path / "runs").iterdir() if d.name.startswith("ref")]
+    ref = json.load(open(ref_dir / "results.json"))
+    assert ref["global_step"] == 6 and "test/mean/zeroshot_top1" in ref["test"]
+    ckpt = ref_dir / "checkpoints" / "step0000004.ckpt"
     model = load_model(str(ckpt))  # a full checkpoint: loads without any sharding
     assert sum(p.numel() for p in model.parameters()) > 1000
-    p = _run(tmp_path, [*common, "trainer.max_steps=6", f"ckpt_path={ckpt}"])
+    p = train_py(tmp_path, [*common, "name=resumed", f"ckpt_path={ckpt}", "test_after_fit=false"])
     assert "resuming from" in p.stderr + p.stdout
-    (second,) = [json.load(open(d / "results.json")) for d in (tmp_path / "runs").iterdir() if d != run_dir
-                 and not d.name.endswith("multirun")]
-    assert second["global_step"] == 6 and "test" in second
-    # exact: the same losses as a run never interrupted (weights, optimiser state, data position restored)
-    ref = tmp_path / "ref"
-    _run(ref, [*common, "trainer.max_steps=6"])
-    (ref_dir,) = [d for d in (ref / "runs").iterdir() if d.name.startswith("r")]
-    got, want = _losses(second["run_dir"]), _losses(ref_dir)
+    (run_dir,) = [d for d in (tmp_path / "runs").iterdir() if d.name.startswith("resumed")]
+    assert json.load(open(run_dir / "results.json"))["global_step"] == 6
+    # exact: the same losses as the run never interrupted (weights, optimiser state, data position restored)
+    got, want = _losses(run_dir), _losses(ref_dir)
     assert sorted(got) == [4, 5] and all(got[s] == pytest.approx(want[s], abs=1e-5) for s in got), (got, want)
 
 

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from clap_train.audio.frontend import LogMel
+from clap_train.audio.frontend import LogMel, pcm_to_float
 from clap_train.audio.fusion import fusion_mels
 from clap_train.audio.pooling import build_pooling
 from clap_train.text.tower import TextTower
@@ -53,6 +53,7 @@ class CLAP(nn.Module):
 
     # --- features (unnormalised, as the loss and accumulation need them) ------------------------------
     def audio_features(self, audio: torch.Tensor, audio_len: torch.Tensor | None = None) -> torch.Tensor:
+        audio = pcm_to_float(audio)
         if self.audio_branch.fusion:  # long clips: global view + 3 local crops (audio/fusion.py)
             mel, longer = fusion_mels(self.frontend, audio, audio_len, self.clip_samples, self.training,
                                       self.fusion_force_longer)

@@ -145,3 +145,19 @@ def test_loader_options_reach_the_dataloader(synth_root, tokenize):
     dl = make_dm(synth_root, pin_memory=True, persistent_workers=True,
                  multiprocessing_context="forkserver").bind(tokenize).train_dataloader()
     assert dl.pin_memory and dl.persistent_workers and dl.multiprocessing_context.get_start_method() == "forkserver"
+
+
+def test_loader_options_auto_are_on_for_gpu_runs_only(synth_root):
+    from tests.data.test_datamodule import make_dm
+
+    dm = make_dm(synth_root)  # the defaults: auto
+    assert (dm.pin_memory, dm.persistent_workers, dm.mp_context) == (False, False, None)
+    dm.resolve_loader_opts(gpu=True)
+    assert (dm.pin_memory, dm.persistent_workers, dm.mp_context) == (True, True, "forkserver")
+    dm = make_dm(synth_root, pin_memory=False, multiprocessing_context="spawn")
+    dm.resolve_loader_opts(gpu=True)
+    assert (dm.pin_memory, dm.persistent_workers, dm.mp_context) == (False, True, "spawn")
+    for bad in ({"pin_memory": "yes"}, {"persistent_workers": 1}, {"multiprocessing_context": "threads"},
+                {"prefetch_factor": 0}):
+        with pytest.raises(ValueError, match=f"data.{next(iter(bad))}="):
+            make_dm(synth_root, **bad)

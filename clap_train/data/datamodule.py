@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import warnings
 from typing import Any, Mapping
 
@@ -182,14 +183,17 @@ class _TrainLoader(DataLoader):
         return total
 
 
+MP_CONTEXTS = ("auto", None, "fork", "spawn", "forkserver")
+
+
 class ClapDataModule(L.LightningDataModule):
     def __init__(self, sources: Mapping | None = None, val_sources: Mapping | None = None,
                  test_sources: Mapping | None = None, batch_size: int = 64, eval_batch_size: int = 64,
                  num_workers: int = 2, steps_per_epoch: int | None = None, audio: Mapping | None = None,
                  stream: Mapping | None = None, tag_templates: list[str] | None = None,
                  train_shards: Any = None, val_shards: Any = None, test_shards: Any = None,
-                 pin_memory: bool = False, multiprocessing_context: str | None = None,
-                 prefetch_factor: int = 2, laion: Mapping | None = None, persistent_workers: bool = False):
+                 pin_memory: bool | str = "auto", multiprocessing_context: str | None = "auto",
+                 prefetch_factor: int = 2, laion: Mapping | None = None, persistent_workers: bool | str = "auto"):
         super().__init__()
         lt, lv, ls = expand_laion(laion)
         # `data.train_shards=...` is shorthand for a one-source mixture
@@ -201,8 +205,18 @@ class ClapDataModule(L.LightningDataModule):
         self.audio = AudioSpec(**dict(audio or {}))
         self.opts = StreamOpts(**dict(stream or {}))
         self.tag_templates = list(tag_templates or ["{}"])
-        self.pin_memory, self.mp_context, self.prefetch_factor = pin_memory, multiprocessing_context, prefetch_factor
-        self.persistent_workers = bool(persistent_workers)
+        for key, v in (("pin_memory", pin_memory), ("persistent_workers", persistent_workers)):
+            if not isinstance(v, bool) and v != "auto":
+                raise ConfigError(f"data.{key}={v!r}; valid choices: true, false, auto (on for GPU runs)")
+        if multiprocessing_context not in MP_CONTEXTS:
+            raise ConfigError(f"data.multiprocessing_context={multiprocessing_context!r}; valid choices: "
+                              f"{', '.join(str(c) for c in MP_CONTEXTS)} (auto: forkserver on GPU)")
+        if isinstance(prefetch_factor, bool) or not isinstance(prefetch_factor, int) or prefetch_factor < 1:
+            raise ConfigError(f"data.prefetch_factor={prefetch_factor!r}: must be a whole number >= 1")
+        self.loader_opts = {"pin_memory": pin_memory, "multiprocessing_context": multiprocessing_context,
+                            "persistent_workers": persistent_workers}
+        self.prefetch_factor = prefetch_factor
+        self.resolve_loader_opts(gpu=False)
         self.tokenize: Tokenize | None = None
         self.zeroshot: dict[str, list[str]] = {}
         self._train_loader: _TrainLoader | None = None
@@ -249,9 +263,19 @@ class ClapDataModule(L.LightningDataModule):
             raise ConfigError("data.steps_per_epoch is required when the shards have no sizes.json")
         return max(1, n // self.batch_size)
 
+    def resolve_loader_opts(self, gpu: bool) -> None:
+        """`auto` loader options for where the run trains: pinned memory, forkserver workers that live across
+        epochs on a GPU; plain forked workers on CPU (pinning there only costs a copy)."""
+        o = self.loader_opts
+        self.pin_memory = gpu if o["pin_memory"] == "auto" else o["pin_memory"]
+        self.persistent_workers = gpu if o["persistent_workers"] == "auto" else o["persistent_workers"]
+        mp = o["multiprocessing_context"]
+        self.mp_context = ("forkserver" if gpu else None) if mp == "auto" else mp
+
     def setup(self, stage: str | None = None) -> None:
         if self.trainer is not None:
             self.rank, self.world = self.trainer.global_rank, self.trainer.world_size
+            self.resolve_loader_opts(gpu=self.trainer.strategy.root_device.type == "cuda")
         if self.tokenize is None:
             raise RuntimeError("ClapDataModule.bind(tokenize) must be called before setup")
 
@@ -284,9 +308,31 @@ class ClapDataModule(L.LightningDataModule):
                 except ValueError as e:
                     raise ConfigError(str(e)) from None
 
+    def check_shared_memory(self, shm: str = "/dev/shm") -> None:
+        """Loader workers hand batches over in shared memory: `num_workers x prefetch_factor` batches per
+        rank, times the ranks of a node. More than the tmpfs holds (a container's default is 64 MB) ends in
+        a bus error mid-run; here it is one line at start-up."""
+        if not self.num_workers or not os.path.isdir(shm):
+            return
+        a = self.audio
+        seconds = a.fusion_max_seconds if a.fusion else a.clip_seconds  # fusion keeps long clips whole
+        clip = int(seconds * a.sample_rate) * (2 if a.transport == "int16" else 4)
+        ranks = int(getattr(self.trainer, "num_devices", 1) or 1) if self.trainer is not None else 1
+        batch = self.per_rank_batch(self.world)
+        need = self.num_workers * self.prefetch_factor * batch * clip * ranks
+        free = shutil.disk_usage(shm).free
+        if need > free:
+            raise ConfigError(
+                f"{shm} has {free / 2**20:.1f} MiB free but the loaders may hold {need / 2**20:.1f} MiB: "
+                f"data.num_workers={self.num_workers} x data.prefetch_factor={self.prefetch_factor} batches of "
+                f"{batch} clips of {seconds:g} s ({a.transport}) x {ranks} rank(s) on this node. Lower "
+                "data.num_workers or data.prefetch_factor, keep data.audio.transport=int16, or give the "
+                "container more shared memory (docker run --shm-size=16g)")
+
     def train_dataloader(self) -> DataLoader:
         specs = self.train_specs()
         self.check_sources(specs, "sources")
+        self.check_shared_memory()
         ds = TrainStream(specs, self.audio, self.opts, self.per_rank_batch(self.world),
                          self.resolve_steps_per_epoch(), self.rank, self.world, max(1, self.num_workers),
                          self.tokenize)

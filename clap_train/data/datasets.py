@@ -55,7 +55,7 @@ class TrainStream(IterableDataset):
         mix, streams, skips = self._slot_stream(v, state)
         for k in range(k0 + w, end, self.n_slots):
             samples = [next(mix) for _ in range(self.batch_size)]
-            batch = collate_train(samples, self.tokenize)
+            batch = collate_train(samples, self.tokenize, self.audio.transport)
             state = {"mix": mix.m, "sources": {s.src.name: s.state() for s in streams}, "skips": skips.state()}
             batch["_data_state"] = {"batch": k, "slot": v, "state": state}
             yield batch
@@ -86,10 +86,10 @@ class EvalStream(IterableDataset):
                     self.skips.skip(e.reason, f"{url}:{raw['__key__']}", e.detail)
                     continue
                 if len(buf) == self.batch_size:
-                    yield collate_eval(buf, self.tokenize)
+                    yield collate_eval(buf, self.tokenize, self.audio.transport)
                     buf = []
         if buf:
-            yield collate_eval(buf, self.tokenize)
+            yield collate_eval(buf, self.tokenize, self.audio.transport)
 
 
 def worker_init(_):

@@ -34,7 +34,7 @@ def test_epoch_has_its_length_and_batches_are_well_formed(synth_root, tokenize):
     batches = take(dl)
     assert len(batches) == 5
     for b in batches:
-        assert b["audio"].shape == (6, 8000) and b["audio"].dtype == torch.float32
+        assert b["audio"].shape == (6, 8000) and b["audio"].dtype == torch.int16  # data.audio.transport
         assert b["text"]["input_ids"].shape[0] == 6 and b["longer"].dtype == torch.bool
     keys = [k for b in batches for k in b["key"]]
     assert len(set(zip(keys, [s for b in batches for s in b["source"]]))) == len(keys)  # no repeats in an epoch

@@ -53,3 +53,20 @@ def test_too_large_bad_fraction_stops_with_reasons(tmp_path):
     with pytest.raises(RuntimeError, match="source 'web'.*max_bad_fraction.*corrupt_audio"):
         for _ in range(200):
             next(s)
+
+
+def test_loaders_that_would_overflow_shared_memory_fail_at_start_up(synth_root, tokenize, monkeypatch):
+    import shutil
+
+    from tests.data.test_datamodule import make_dm
+
+    dm = make_dm(synth_root, workers=2, prefetch_factor=4).bind(tokenize)
+    dm.setup()
+    need = 2 * 4 * 6 * 8000 * 2  # workers x prefetch x batch x 0.5 s at 16 kHz x int16
+    usage = shutil.disk_usage("/dev/shm")
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=need - 1))
+    with pytest.raises(ConfigError, match=r"/dev/shm has 0.7 MiB free but the loaders may hold 0.7 MiB: data.num_workers=2 x data.prefetch_factor=4 "
+                                          r"batches of 6 clips of 0.5 s \(int16\).*--shm-size"):
+        dm.train_dataloader()
+    monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=need))
+    dm.train_dataloader()

@@ -20,13 +20,16 @@ register_resolvers()
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
+    from clap_train import watchdog
+    from clap_train.checkpoints.io import DiskFull
     from clap_train.data.datamodule import ConfigError
     from clap_train.run import run
 
     try:
         results = run(cfg)
-    except ConfigError as e:  # a config or input mistake: one clear line, not a traceback
+    except (ConfigError, DiskFull) as e:  # a config, input or disk problem: one clear line, not a traceback
         print(f"error: {e}", file=sys.stderr)
+        watchdog.abort(str(e))  # other ranks (waiting for this one) stop too
         sys.exit(2)
     # the sweeper's objective: held-out zero-shot accuracy when there is one
     val = results.get("val", {})

@@ -12,6 +12,7 @@ report and exits the process.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -90,6 +91,14 @@ def start(timeout_s: float, poll_s: float = 2.0) -> Watchdog | None:
 
         _active = Watchdog(_get_default_store(), dist.get_rank(), dist.get_world_size(), timeout_s, poll_s).start()
     return _active
+
+
+def abort(reason: str) -> None:
+    """Tell every rank's watchdog to end its process (this rank stops on its own, e.g. a full disk)."""
+    if _active is not None:
+        with contextlib.suppress(Exception):
+            _active.store.set(_ABORT, f"because rank {_active.rank} stopped: {reason}")
+            time.sleep(2 * _active.poll_s)  # the store lives on rank 0: let the others read it first
 
 
 def stop() -> None:

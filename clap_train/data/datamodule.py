@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import shutil
@@ -56,15 +57,22 @@ def parse_sources(sources: Mapping | None, what: str, default_tag_templates: lis
                               caption_key=_caption_key(cfg.get("caption_key", "text")),
                               tag_key=cfg.get("tag_key", "tag"),
                               tag_templates=list(cfg.get("tag_templates") or default_tag_templates),
-                              resample=bool(cfg.get("resample", False))))
+                              resample=_resample(cfg.get("resample", False), f"data.{what}.{name}.resample")))
     return out
+
+
+def _resample(v, key: str) -> bool | str:
+    if isinstance(v, bool) or v == "auto":
+        return v
+    raise ConfigError(f"{key}={v!r}; valid choices: true, false, auto (resample when the source has fewer "
+                      "shards than readers)")
 
 
 def _caption_key(k):
     return k if isinstance(k, str) else [str(x) for x in k]
 
 
-LAION_KEYS = {"root", "train", "val", "test", "splits", "weight"}
+LAION_KEYS = {"root", "train", "val", "test", "splits", "weight", "resample"}
 
 
 def expand_laion(laion: Mapping | None) -> tuple[dict, dict, dict]:
@@ -83,6 +91,8 @@ def expand_laion(laion: Mapping | None) -> tuple[dict, dict, dict]:
             entry[str(ds)] = {"shards": os.path.join(str(laion["root"]), str(ds), splits[stage])}
             if stage == "train":
                 entry[str(ds)]["weight"] = laion.get("weight", "size")
+                # a small set (Clotho: a handful of shards) cannot give every rank x worker its own shards
+                entry[str(ds)]["resample"] = laion.get("resample", "auto")
         out.append(entry)
     return out[0], out[1], out[2]
 
@@ -329,8 +339,22 @@ class ClapDataModule(L.LightningDataModule):
                 "data.num_workers or data.prefetch_factor, keep data.audio.transport=int16, or give the "
                 "container more shared memory (docker run --shm-size=16g)")
 
+    def resolve_resample(self, specs: list[SourceSpec]) -> list[SourceSpec]:
+        """`resample: auto`: shards drawn with replacement where a source has fewer shards than readers
+        (ranks x workers), each pass in order otherwise."""
+        readers = self.world * max(1, self.num_workers)
+        out = []
+        for s in specs:
+            if s.resample == "auto":
+                s = dataclasses.replace(s, resample=len(s.shards) < readers)
+                if s.resample:
+                    log.info("data.sources.%s: %d shard(s) for %d readers: shards drawn with replacement",
+                             s.name, len(s.shards), readers)
+            out.append(s)
+        return out
+
     def train_dataloader(self) -> DataLoader:
-        specs = self.train_specs()
+        specs = self.resolve_resample(self.train_specs())
         self.check_sources(specs, "sources")
         self.check_shared_memory()
         ds = TrainStream(specs, self.audio, self.opts, self.per_rank_batch(self.world),

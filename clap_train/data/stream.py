@@ -34,7 +34,7 @@ class SourceSpec:
     caption_key: str | list[str] = "text"
     tag_key: str = "tag"
     tag_templates: list[str] = field(default_factory=list)
-    resample: bool = False
+    resample: bool | str = False    # "auto" until the datamodule knows the readers
 
 
 @dataclass

@@ -71,6 +71,14 @@ def test_laion_layout_root_and_datasets_are_enough(synth_root, tmp_path):
     assert specs["tags"].tag_templates == ["{}"]
     assert dm.resolve_steps_per_epoch() == 180 // 6
     assert os.path.exists(root / "tags" / "train" / "sizes.json")
+    # resample auto (the LAION default): sources with fewer shards than ranks x workers draw with replacement
+    assert [s.resample for s in dm.train_specs()] == ["auto", "auto"]
+    dm.num_workers, dm.world = 2, 4  # 8 readers: sentences has 6 shards, tags 3
+    assert {s.name: s.resample for s in dm.resolve_resample(dm.train_specs())} == {"sentences": True, "tags": True}
+    dm.world = 2  # 4 readers
+    assert {s.name: s.resample for s in dm.resolve_resample(dm.train_specs())} == {"sentences": False, "tags": True}
+    with pytest.raises(ConfigError, match=r"data.sources.tags.resample='sometimes'; valid choices: true, false, auto"):
+        ClapDataModule(laion=laion, sources={"tags": {"resample": "sometimes"}}).train_specs()
     dm2 = ClapDataModule(laion=laion, sources={"tags": None, "sentences": {"weight": 0.5}})
     assert [(s.name, s.weight) for s in dm2.train_specs()] == [("sentences", 0.5)]
     with pytest.raises(ConfigError, match="data.laion: unknown key"):

@@ -68,6 +68,8 @@ def test_published_recipe_and_finetune_presets():
     assert (cfg.data.batch_size, cfg.optim.lr, cfg.optim.warmup_steps, cfg.trainer.max_epochs) == (2304, 1e-4, 3200, 45)
     assert cfg.loss.gather_with_grad and cfg.loss.local_loss and cfg.audio_encoder.spec_augment.time_drop_width == 64
     assert cfg.data.audio.sample_rate == 48000 and cfg.model.frontend.sample_rate == 48000
+    # sized for 8 x 80 GB: LAION's 96 clips per GPU per (micro-)batch, small sources resampled
+    assert cfg.data.batch_size // (8 * cfg.optim.accumulate) == 96 and cfg.data.laion.resample == "auto"
     from clap_train.data.datamodule import ConfigError
     from clap_train.run import run
 

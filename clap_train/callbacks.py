@@ -6,8 +6,9 @@ from __future__ import annotations
 import time
 
 import lightning as L
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
+from clap_train.config import ConfigError
 from clap_train.flops import measure_peak_flops, precision_dtype
 
 
@@ -176,3 +177,46 @@ class ProgressBar(TQDMProgressBar):
         if trainer.training and loss is not None:
             items["loss"] = f"{float(loss):.3f}"
         return items
+
+
+class PeriodicCheckpoint(ModelCheckpoint):
+    """ModelCheckpoint every `every_n_train_steps`, or with `every_n_minutes` every N minutes of training
+    (steps then ignored): at GPU step times a step count means seconds apart for a fast model and hours for a
+    slow one. `auto`: 30 minutes on GPU, steps on CPU. Rank 0's clock decides; on several ranks its vote
+    rides in the step's finite-check all-reduce (no collective of its own, unlike Lightning's
+    `train_time_interval`, which broadcasts every step and is ignored under manual optimisation)."""
+
+    def __init__(self, every_n_minutes: float | str | None = None, **kw):
+        m = every_n_minutes
+        if m not in (None, "auto") and (isinstance(m, bool) or not isinstance(m, (int, float)) or m <= 0):
+            raise ConfigError(f"callbacks.last_checkpoint.every_n_minutes={m!r}: must be minutes > 0, auto "
+                              "(30 on GPU, steps on CPU) or null (every_n_train_steps)")
+        super().__init__(**kw)
+        self.every_n_minutes, self.minutes = m, None
+
+    def setup(self, trainer, pl_module, stage):
+        super().setup(trainer, pl_module, stage)
+        m = self.every_n_minutes
+        self.minutes = (30.0 if trainer.strategy.root_device.type == "cuda" else None) if m == "auto" else m
+        self._since = time.monotonic()
+        if self.minutes and hasattr(pl_module, "step_votes"):
+            pl_module.step_votes["checkpoint"] = lambda: trainer.is_global_zero and self._due()
+
+    def _due(self) -> bool:
+        return time.monotonic() - self._since >= float(self.minutes) * 60.0
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if not self.minutes:
+            return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        if trainer.world_size == 1:
+            due = self._due()
+        else:
+            due = getattr(pl_module, "agreed", {}).pop("checkpoint", None)
+            if due is None:  # not voted with a finite check (DeepSpeed's engine step): rank 0 tells
+                due = trainer.strategy.broadcast(trainer.is_global_zero and self._due(), src=0)
+        if not due or self._should_skip_saving_checkpoint(trainer):
+            return
+        self._since = time.monotonic()
+        candidates = self._monitor_candidates(trainer)
+        self._save_topk_checkpoint(trainer, candidates)
+        self._save_last_checkpoint(trainer, candidates)

@@ -57,6 +57,11 @@ class ClapLit(L.LightningModule):
         self.collective_timeout_s = float(collective_timeout_s)
         self.nonfinite_in_a_row = 0
         self.flops_per_step: float | None = None
+        # callbacks that must decide together at a step (preemption stop, time-based checkpoint) register a
+        # vote here; on several ranks the votes ride in the step's finite-check all-reduce (any rank's yes
+        # wins) and the answers are left in `agreed` for the step's end
+        self.step_votes: dict = {}
+        self.agreed: dict = {}
         self._eval_store: dict[str, dict] = {}
         self.last_eval: dict[str, dict[str, float]] = {}
         # the last evaluation's embeddings per stage and source (what the pictures are drawn from)
@@ -267,11 +272,12 @@ class ClapLit(L.LightningModule):
         # decided on all ranks together, or DDP would hang with some ranks stepping and others not; the
         # preemption flag rides along, so the step reads the device once (the only host sync of a step)
         if self.trainer.world_size > 1:
-            stop = getattr(self, "stop_requested", None)
-            flags = torch.stack([(~ok).float(), loss.new_full((), float(bool(stop and stop())), dtype=torch.float32)])
-            with watchdog.watch(f"the all-ranks finite and preemption check of step {self.global_step}"):
-                bad, agreed = self.trainer.strategy.reduce(flags, reduce_op="max").tolist()
-            ok, self.agreed_stop = not bad, bool(agreed) if stop else None
+            names = sorted(self.step_votes)
+            flags = torch.stack([(~ok).float()] + [loss.new_full((), float(bool(self.step_votes[n]())),
+                                                                   dtype=torch.float32) for n in names])
+            with watchdog.watch(f"the all-ranks finite check of step {self.global_step} (with {', '.join(names)})"):
+                bad, *agreed = self.trainer.strategy.reduce(flags, reduce_op="max").tolist()
+            ok, self.agreed = not bad, {n: bool(a) for n, a in zip(names, agreed)}
         else:
             ok = bool(ok)
         if not ok:

@@ -48,9 +48,8 @@ class Preemption(L.Callback):
         self.received = signum  # nothing else here: the step boundary does the work
 
     def on_fit_start(self, trainer, pl_module) -> None:
-        # the training module folds our flag into its all-ranks finite check (one host sync per step for
-        # both) and leaves the agreed answer in `agreed_stop`
-        pl_module.stop_requested = lambda: self.received is not None
+        # voted with the step's all-ranks finite check: one host sync per step for both
+        pl_module.step_votes["stop"] = lambda: self.received is not None
         # USR1: our sbatch templates (`--signal=USR1@180`); USR2: what submitit asks SLURM for. Taking it
         # over here replaces submitit's own handler, so one component decides (hydra/launcher=slurm).
         for num in self.signums:
@@ -66,7 +65,7 @@ class Preemption(L.Callback):
             if self.received is None:
                 return  # no tensor, no device sync on the common path
         else:  # a signal may reach the ranks at different steps: decide together
-            stop, pl_module.agreed_stop = getattr(pl_module, "agreed_stop", None), None
+            stop = pl_module.agreed.pop("stop", None)
             if stop is None:  # not decided with the step's finite check (DeepSpeed's engine step)
                 flag = torch.tensor(float(self.received is not None), device=pl_module.device)
                 with watch(f"the preemption check of step {trainer.global_step}"):

@@ -61,6 +61,19 @@ def build_trainer(cfg: DictConfig, run_dir: str, callbacks: list, loggers: list)
                        default_root_dir=run_dir, _convert_="all")
 
 
+def build(node):
+    """hydra's instantiate, with our ConfigError (a bad value in that node) raised as itself: Hydra wraps
+    every constructor error in an InstantiationException, which would end the run in a traceback."""
+    from hydra.errors import InstantiationException
+
+    try:
+        return instantiate(node, _convert_="all")
+    except InstantiationException as e:
+        if isinstance(e.__cause__, ConfigError):
+            raise e.__cause__ from None
+        raise
+
+
 def run(cfg: DictConfig) -> dict:
     t0 = time.time()
     torch.set_float32_matmul_precision("high")
@@ -74,7 +87,7 @@ def run(cfg: DictConfig) -> dict:
         spec = {k: v for k, v in plain(cfg.synthetic).items() if k != "enabled"}
         ensure_synthetic(SyntheticSpec(**spec), log=log.info)
 
-    dm: ClapDataModule = instantiate(cfg.data, _convert_="all")
+    dm: ClapDataModule = build(cfg.data)
     optim = plain(cfg.optim)
     if not optim.get("total_steps"):
         max_steps = int(cfg.trainer.get("max_steps") or -1)
@@ -96,13 +109,13 @@ def run(cfg: DictConfig) -> dict:
                           f"{lit.model.sample_rate} Hz")
 
     ckpt_dir = os.path.join(run_dir, "checkpoints")
-    callbacks = [instantiate(c, _convert_="all") for c in (cfg.get("callbacks") or {}).values() if c]
+    callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c]
     bench = plain(cfg.get("benchmark"))
     if bench.get("suite"):
         from clap_train.benchmark.callback import Benchmark
 
         callbacks.append(Benchmark(**bench))
-    loggers = [instantiate(c, _convert_="all") for c in (cfg.get("logger") or {}).values() if c]
+    loggers = [build(c) for c in (cfg.get("logger") or {}).values() if c]
     trainer = build_trainer(cfg, run_dir, callbacks, loggers)
     world, k = trainer.world_size, int(cfg.optim.accumulate)
     if k > 1 and type(trainer.strategy).__name__.startswith("DeepSpeed"):

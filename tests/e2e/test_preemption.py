@@ -57,7 +57,10 @@ def _train(tmp_path, name, extra=()):
 def test_two_ranks_preempted_mid_epoch_resume_exactly(tmp_path):
     """Each rank reads its own shards, so each rank's stream position must come back (gathered into the
     checkpoint, not only rank 0's)."""
-    ref = _train(tmp_path, "ref")
+    # the reference also checkpoints by time, every step: rank 0's clock agreed through the finite check
+    ref = _train(tmp_path, "ref", ["callbacks.last_checkpoint.every_n_minutes=1e-9",
+                                   "callbacks.keep_last_checkpoints.keep_last=100"])
+    assert len([n for n in os.listdir(os.path.join(ref, "checkpoints")) if n.startswith("step")]) == 8
     inject = ["+callbacks.inject._target_=tests.e2e.test_preemption.SignalAt", "+callbacks.inject.step=2"]
     cut = _train(tmp_path, "cut", inject)
     assert len(rows(cut)) == 3  # stopped after step 3 of 8

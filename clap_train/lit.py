@@ -219,8 +219,9 @@ class ClapLit(L.LightningModule):
     def _no_grad_sync(self):
         if self._sharded():
             return _fsdp_no_sync(self.model)
-        trainer = getattr(self, "_trainer", None)
-        return trainer.strategy.block_backward_sync() if trainer is not None else nullcontext()
+        # DDP's; one device (SingleDeviceStrategy) has no gradient sync to hold back
+        block = getattr(getattr(getattr(self, "_trainer", None), "strategy", None), "block_backward_sync", None)
+        return block() if block is not None else nullcontext()
 
     def training_step(self, batch: dict, batch_idx: int):
         opt, sched = self.optimizers(), self.lr_schedulers()

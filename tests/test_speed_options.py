@@ -161,3 +161,14 @@ def test_loader_options_auto_are_on_for_gpu_runs_only(synth_root):
                 {"prefetch_factor": 0}):
         with pytest.raises(ValueError, match=f"data.{next(iter(bad))}="):
             make_dm(synth_root, **bad)
+
+
+def test_accumulation_runs_on_one_device_through_lightning():
+    """`optim.accumulate` on a single device (trainer=gpu, trainer=cpu): Lightning's SingleDeviceStrategy has
+    no `block_backward_sync`, which the micro-batch backward asked it for (AttributeError at step 1)."""
+    torch.manual_seed(0)
+    init = {k: v.clone() for k, v in ClapLit(CFG).model.state_dict().items()}
+    lit, four = _train(optim={"accumulate": 4}, steps=2)
+    assert lit.optim_cfg["accumulate"] == 4 and len(four) == 2 and all(torch.isfinite(torch.tensor(four)))
+    assert any(not torch.equal(init[k], v) for k, v in lit.model.state_dict().items())  # it stepped
+    # (equal to one batch with BatchNorm frozen and dropout off: tests/test_lit.py, scripts/gpu_check.py)

@@ -53,7 +53,10 @@ class CLAP(nn.Module):
 
     # --- features (unnormalised, as the loss and accumulation need them) ------------------------------
     def audio_features(self, audio: torch.Tensor, audio_len: torch.Tensor | None = None) -> torch.Tensor:
-        audio = pcm_to_float(audio)
+        # fp32 (the front end's precision), or fp64 for a model cast to float64: Lightning's 64-true casts float
+        # batches, not int16 ones
+        f64 = next(self.audio_branch.parameters()).dtype == torch.float64
+        audio = pcm_to_float(audio, torch.float64 if f64 else torch.float32)
         if self.audio_branch.fusion:  # long clips: global view + 3 local crops (audio/fusion.py)
             mel, longer = fusion_mels(self.frontend, audio, audio_len, self.clip_samples, self.training,
                                       self.fusion_force_longer)

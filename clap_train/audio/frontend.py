@@ -47,10 +47,10 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_ma
 
 
 
-def pcm_to_float(audio: torch.Tensor) -> torch.Tensor:
-    """int16 PCM (the loader's default transport) -> float32 in [-1, 1], on the tensor's device, as LAION's
-    loader maps it back (x / 32767); float waveforms pass through."""
-    return audio.float() / 32767.0 if audio.dtype == torch.int16 else audio
+def pcm_to_float(audio: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """int16 PCM (the loader's default transport) -> `dtype` in [-1, 1], on the tensor's device, as LAION's
+    loader maps it back (x / 32767); float waveforms pass through (a precision plugin already cast them)."""
+    return audio.to(dtype) / 32767.0 if audio.dtype == torch.int16 else audio
 
 
 class LogMel(nn.Module):

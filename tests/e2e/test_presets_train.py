@@ -33,7 +33,7 @@ class Float64(L.Callback):
         pl_module.double()
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-        batch["audio"] = pcm_to_float(batch["audio"]).double()
+        batch["audio"] = pcm_to_float(batch["audio"], torch.float64)
 
 
 class Record(L.Callback):
@@ -107,7 +107,7 @@ def replay_one_process(rec, run_dir, dtype):
         n = max(p["text"]["input_ids"].shape[1] for p in parts)
         text = {k: torch.cat([torch.nn.functional.pad(p["text"][k], (0, n - p["text"][k].shape[1])) for p in parts])
                 for k in parts[0]["text"]}
-        return {"audio": pcm_to_float(torch.cat([p["audio"] for p in parts])).to(dtype),
+        return {"audio": pcm_to_float(torch.cat([p["audio"] for p in parts]), dtype),
                 "audio_len": torch.cat([p["audio_len"] for p in parts]), "text": text}
 
     batches = [whole(s) for s in range(STEPS)]

@@ -23,7 +23,7 @@ import numpy as np
 
 from clap_train.data.audio_files import AudioItem, ReadSpec, class_phrase, list_audio, read_audio_file
 from clap_train.data.skips import BadSample
-from clap_train.data.writer import ShardWriter, encode_flac, encode_json
+from clap_train.data.writer import ShardWriter, check_codec, encode_audio, encode_json
 
 DEFAULT_TEMPLATES = ("This is a sound of {}.",)
 
@@ -39,6 +39,7 @@ class MakeShardsSpec:
     min_seconds: float = 0.1
     max_seconds: float = 3600.0
     classes_from_dirs: bool = True                   # folder input: sub-folders are classes
+    codec: str = "flac"                              # writer.CODECS: flac (LAION's), pcm16 (cheap to decode), ...
 
 
 def assign_splits(items: list[AudioItem], fractions: dict[str, float], seed: int) -> list[str]:
@@ -64,9 +65,10 @@ def assign_splits(items: list[AudioItem], fractions: dict[str, float], seed: int
     return out
 
 
-def _encode(job: tuple[AudioItem, ReadSpec, tuple[str, ...]]):
-    """One file -> (flac bytes, json bytes, notes) or a skip (reason, detail). Runs in worker processes."""
-    item, spec, templates = job
+def _encode(job: tuple[AudioItem, ReadSpec, tuple[str, ...], str]):
+    """One file -> ((audio ext, audio bytes, json bytes), notes) or a skip (reason, detail). Runs in worker
+    processes."""
+    item, spec, templates, codec = job
     try:
         x, info = read_audio_file(item.path, spec)
     except BadSample as e:
@@ -86,17 +88,18 @@ def _encode(job: tuple[AudioItem, ReadSpec, tuple[str, ...]]):
     meta = {"text": captions, "tag": [class_phrase(lb) for lb in item.labels],  # as classes.json names them
             "original_data": {"path": item.rel, "sample_rate": info.sample_rate, "channels": info.channels,
                               "seconds": round(info.seconds, 4), "format": info.format}}
-    return (encode_flac(x, spec.sample_rate), encode_json(meta)), notes
+    return (*encode_audio(x, spec.sample_rate, codec), encode_json(meta)), notes
 
 
 def make_shards(src: str, out_dir: str, spec: MakeShardsSpec | None = None, progress=None, log=print) -> dict:
     """Write the shards; returns the report (also saved as OUT/report.json)."""
     spec = spec or MakeShardsSpec()
+    check_codec(spec.codec, spec.sample_rate)
     listing = list_audio(src, spec.classes_from_dirs)
     items = listing.items
     splits = assign_splits(items, spec.splits, spec.seed)
     read = ReadSpec(sample_rate=spec.sample_rate, min_seconds=spec.min_seconds, max_seconds=spec.max_seconds)
-    jobs = [(it, read, tuple(spec.templates)) for it in items]
+    jobs = [(it, read, tuple(spec.templates), spec.codec) for it in items]
     os.makedirs(out_dir, exist_ok=True)
     writers: dict[str, ShardWriter] = {}
     skipped, notes, written = [], Counter(), Counter()
@@ -115,7 +118,8 @@ def make_shards(src: str, out_dir: str, spec: MakeShardsSpec | None = None, prog
             split = splits[i]
             if split not in writers:
                 writers[split] = ShardWriter(os.path.join(out_dir, split), maxcount=spec.shard_size)
-            writers[split].write(f"{i:08d}", {"flac": payload[0], "json": payload[1]})
+            ext, audio, meta = payload
+            writers[split].write(f"{i:08d}", {ext: audio, "json": meta})
             written[split] += 1
             notes.update(extra)
     finally:

@@ -3,6 +3,7 @@ retention and log flushing; the progress bar."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import lightning as L
@@ -10,6 +11,44 @@ from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 from clap_train.config import ConfigError
 from clap_train.flops import measure_peak_flops, precision_dtype
+
+log = logging.getLogger("clap_train")
+
+
+def resolve_monitor(cb, name: str, val_sources: dict[str, bool]) -> bool:
+    """A checkpoint callback's validation `monitor`: `auto` becomes val/mean/zeroshot_top1 when every
+    validation source has zero-shot classes, else val/mean/t2a_R@1 (LAION's sources have captions only);
+    a named val/ metric that no source will log is a start-up error, not a crash after the first epoch.
+    `val_sources`: name -> has zero-shot classes. Returns False when the callback has nothing to follow."""
+    from clap_train.eval import retrieval, zeroshot
+
+    monitor = getattr(cb, "monitor", None)
+    if not isinstance(cb, ModelCheckpoint) or not monitor:
+        return True
+    if monitor == "auto":
+        if not val_sources:
+            log.info("callbacks.%s: no validation sources, so no metric to follow: not used", name)
+            return False
+        cb.monitor = "val/mean/zeroshot_top1" if all(val_sources.values()) else "val/mean/t2a_R@1"
+        log.info("callbacks.%s.monitor: %s", name, cb.monitor)
+        return True
+    if not monitor.startswith("val/"):
+        return True
+    metrics = {src: {*retrieval.METRICS, "n_clips", "n_captions", *(zeroshot.METRICS if zs else ())}
+               for src, zs in val_sources.items()}
+    if val_sources:
+        metrics["mean"] = set.intersection(*metrics.values())
+    valid = sorted(f"val/{src}/{m}" for src, ms in metrics.items() for m in ms)
+    if monitor not in valid:
+        why = ("there are no validation sources" if not val_sources else
+               "zero-shot metrics need zeroshot_classes on " + ("every source" if monitor.startswith("val/mean/")
+                                                               else "that source")
+               if "zeroshot" in monitor else "no validation source logs it")
+        shown = [v for v in valid if v.startswith("val/mean/")] or valid
+        raise ConfigError(f"callbacks.{name}.monitor={monitor!r}: {why}; valid choices: auto, "
+                          + ", ".join(shown) + (f" (and the same per source: {', '.join(val_sources)})"
+                                                if len(shown) < len(valid) else ""))
+    return True
 
 
 class Throughput(L.Callback):
@@ -20,8 +59,10 @@ class Throughput(L.Callback):
     several windows; on GPU pass the datasheet bf16 figure for a conventional MFU).
     """
 
-    def __init__(self, log_every_n_steps: int = 10, peak_flops: float | None = None):
-        self.every, self.peak = log_every_n_steps, peak_flops
+    def __init__(self, log_every_n_steps: int = 10, peak_flops: float | None = None, peak_seconds: float = 1.0):
+        if isinstance(peak_seconds, bool) or not isinstance(peak_seconds, (int, float)) or peak_seconds <= 0:
+            raise ConfigError(f"callbacks.throughput.peak_seconds={peak_seconds!r}: must be a number of seconds > 0")
+        self.every, self.peak, self.peak_seconds = log_every_n_steps, peak_flops, float(peak_seconds)
         self._t_end: float | None = None
         self._wait = self._busy = 0.0
         self._samples = 0
@@ -34,7 +75,7 @@ class Throughput(L.Callback):
             self.dtype = precision_dtype(trainer.precision)
             # rank 0 measures alone and tells the others: ranks measuring at once on shared cores each
             # read a fraction of the peak
-            peak = measure_peak_flops(device=trainer.strategy.root_device.type, dtype=self.dtype) \
+            peak = measure_peak_flops(self.peak_seconds, trainer.strategy.root_device.type, self.dtype) \
                 if trainer.global_rank == 0 else None
             self.peak = trainer.strategy.broadcast(peak, src=0) if trainer.world_size > 1 else peak
 

@@ -13,6 +13,7 @@ import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from clap_train.callbacks import resolve_monitor
 from clap_train.checkpoints.files import is_valid, newest_valid
 from clap_train.checkpoints.io import AtomicCheckpointIO
 from clap_train.checkpoints.load import check_compatible, init_weights, read_checkpoint
@@ -109,7 +110,9 @@ def run(cfg: DictConfig) -> dict:
                           f"{lit.model.sample_rate} Hz")
 
     ckpt_dir = os.path.join(run_dir, "checkpoints")
-    callbacks = [build(c) for c in (cfg.get("callbacks") or {}).values() if c]
+    named = {name: build(c) for name, c in (cfg.get("callbacks") or {}).items() if c}
+    val_sources = {s.name: s.name in dm.zeroshot for s in dm.eval_specs("val")}
+    callbacks = [cb for name, cb in named.items() if resolve_monitor(cb, name, val_sources)]
     bench = plain(cfg.get("benchmark"))
     if bench.get("suite"):
         from clap_train.benchmark.callback import Benchmark

@@ -263,6 +263,17 @@ def _roberta_dir(d: str, layers: int) -> str:
                             intermediate=3072)
 
 
+def step_model_cfg(text_dir: str) -> dict:
+    """HTS-AT-tiny + a RoBERTa-shaped text tower at 10 s / 48 kHz with LAION's log-mel: the step measured here
+    (and the one scripts/feed.py sizes a GPU's appetite by)."""
+    return {"embed_dim": 512, "clip_seconds": 10.0,
+            "frontend": {"sample_rate": 48000, "n_fft": 1024, "win_length": 1024, "hop_length": 480,
+                         "n_mels": 64, "f_min": 50.0, "f_max": 14000.0},
+            "audio_encoder": {"_target_": "clap_train.audio.htsat.build_htsat", "name": "tiny", "drop_path_rate": 0.0},
+            "pooling": {"name": "mean"},
+            "text_encoder": {"name_or_path": text_dir, "pretrained": False, "pooling": "pooler", "max_length": 77}}
+
+
 def bench_step(a, peak: float) -> None:
     import lightning as L
     from transformers import ClapAudioConfig, ClapConfig, ClapFeatureExtractor, ClapModel, RobertaConfig
@@ -275,17 +286,9 @@ def bench_step(a, peak: float) -> None:
     rng = np.random.default_rng(0)
     wav = torch.from_numpy(rng.standard_normal((B, 480000)).astype(np.float32) * 0.1)
     with tempfile.TemporaryDirectory() as d:
-        text_dir = _roberta_dir(d, layers)
-        model_cfg = {"embed_dim": 512, "clip_seconds": 10.0,
-                     "frontend": {"sample_rate": 48000, "n_fft": 1024, "win_length": 1024, "hop_length": 480,
-                                  "n_mels": 64, "f_min": 50.0, "f_max": 14000.0},
-                     "audio_encoder": {"_target_": "clap_train.audio.htsat.build_htsat", "name": "tiny",
-                                       "drop_path_rate": 0.0},
-                     "pooling": {"name": "mean"},
-                     "text_encoder": {"name_or_path": text_dir, "pretrained": False, "pooling": "pooler",
-                                      "max_length": 77}}
         torch.manual_seed(0)
-        lit = ClapLit(model_cfg, optim={"warmup_steps": 1, "total_steps": 100, "clip_grad": 0.0})
+        lit = ClapLit(step_model_cfg(_roberta_dir(d, layers)),
+                      optim={"warmup_steps": 1, "total_steps": 100, "clip_grad": 0.0})
         tok = lit.model.tokenizer([f"a sound number {i} with some words in its caption" for i in range(B)])
         batch = {"audio": wav, "audio_len": torch.full((B,), 480000), "text": tok}
         steps = a.reps + 1

@@ -17,7 +17,7 @@ def test_precision_dtype(precision, dtype):
 def test_throughput_measures_the_peak_in_the_runs_dtype(monkeypatch):
     seen = []
     monkeypatch.setattr("clap_train.callbacks.measure_peak_flops",
-                        lambda device, dtype: seen.append((device, dtype)) or 1e12)
+                        lambda seconds, device, dtype: seen.append((seconds, device, dtype)) or 1e12)
 
     class T:
         precision, global_rank, world_size = "bf16-mixed", 0, 1
@@ -25,14 +25,14 @@ def test_throughput_measures_the_peak_in_the_runs_dtype(monkeypatch):
         class strategy:
             root_device = torch.device("cpu")
 
-    cb = Throughput()
+    cb = Throughput(peak_seconds=0.5)
     cb.setup(T(), None, "fit")
-    assert seen == [("cpu", torch.bfloat16)] and cb.peak == 1e12
+    assert seen == [(0.5, "cpu", torch.bfloat16)] and cb.peak == 1e12
 
 
 def test_only_rank_0_measures_and_the_others_get_its_figure(monkeypatch):
     calls = []
-    monkeypatch.setattr("clap_train.callbacks.measure_peak_flops", lambda device, dtype: calls.append(1) or 5e11)
+    monkeypatch.setattr("clap_train.callbacks.measure_peak_flops", lambda seconds, device, dtype: calls.append(1) or 5e11)
 
     class T:
         precision, global_rank, world_size = "32-true", 1, 2

@@ -12,6 +12,8 @@ from __future__ import annotations
 import torch
 
 KS = (1, 5, 10)
+METRICS = (*(f"{d}_R@{k}" for k in KS for d in ("t2a", "a2t")), "t2a_mAP@10", "a2t_mAP@10", "t2a_mean_rank",
+           "a2t_mean_rank")  # what retrieval_metrics returns
 
 
 def retrieval_metrics(audio: torch.Tensor, text: torch.Tensor, owner: torch.Tensor) -> dict[str, float]:

@@ -22,7 +22,7 @@ register_resolvers()
 def main(cfg: DictConfig) -> float | None:
     from clap_train import watchdog
     from clap_train.checkpoints.io import DiskFull
-    from clap_train.data.datamodule import ConfigError
+    from clap_train.config import ConfigError
     from clap_train.run import run
 
     try:

@@ -10,6 +10,7 @@ import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
 from clap_train.config import ConfigError
+from clap_train.distributed import agree
 from clap_train.flops import measure_peak_flops, precision_dtype
 
 log = logging.getLogger("clap_train")
@@ -40,10 +41,11 @@ def resolve_monitor(cb, name: str, val_sources: dict[str, bool]) -> bool:
         metrics["mean"] = set.intersection(*metrics.values())
     valid = sorted(f"val/{src}/{m}" for src, ms in metrics.items() for m in ms)
     if monitor not in valid:
+        src = monitor.split("/")[1] if monitor.count("/") >= 2 else ""
+        lacking = not all(val_sources.values()) if src == "mean" else val_sources.get(src) is False
         why = ("there are no validation sources" if not val_sources else
-               "zero-shot metrics need zeroshot_classes on " + ("every source" if monitor.startswith("val/mean/")
-                                                               else "that source")
-               if "zeroshot" in monitor else "no validation source logs it")
+               "zero-shot metrics need zeroshot_classes on " + ("every source" if src == "mean" else "that source")
+               if monitor.split("/")[-1] in zeroshot.METRICS and lacking else "no validation source logs it")
         shown = [v for v in valid if v.startswith("val/mean/")] or valid
         raise ConfigError(f"callbacks.{name}.monitor={monitor!r}: {why}; valid choices: auto, "
                           + ", ".join(shown) + (f" (and the same per source: {', '.join(val_sources)})"
@@ -249,12 +251,8 @@ class PeriodicCheckpoint(ModelCheckpoint):
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         if not self.minutes:
             return super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        if trainer.world_size == 1:
-            due = self._due()
-        else:
-            due = getattr(pl_module, "agreed", {}).pop("checkpoint", None)
-            if due is None:  # not voted with a finite check (DeepSpeed's engine step): rank 0 tells
-                due = trainer.strategy.broadcast(trainer.is_global_zero and self._due(), src=0)
+        # rank 0's clock decides (ranks' clocks drift)
+        due = agree(trainer, pl_module, "checkpoint", trainer.is_global_zero and self._due())
         if not due or self._should_skip_saving_checkpoint(trainer):
             return
         self._since = time.monotonic()

@@ -1,7 +1,8 @@
-"""The few collective helpers shared by the loss, the LightningModule and the data module."""
+"""The few collective helpers shared by the loss, the LightningModule, the callbacks and the data module."""
 
 from __future__ import annotations
 
+import torch
 import torch.distributed as dist
 
 from clap_train.watchdog import watch
@@ -24,3 +25,17 @@ def gather_objects(obj, what: str) -> list:
     with watch(f"all_gather_object of {what}"):
         dist.all_gather_object(out, obj)
     return out
+
+
+def agree(trainer, pl_module, name: str, mine: bool) -> bool:
+    """A step-boundary decision every rank takes alike (any rank's True wins): the answer voted with the
+    step's finite check (`ClapLit.step_votes` -> `agreed`), else an all-reduce of its own (DeepSpeed's
+    engine step, or a module without votes)."""
+    if trainer.world_size == 1:
+        return mine
+    got = getattr(pl_module, "agreed", {}).pop(name, None)
+    if got is not None:
+        return got
+    flag = torch.tensor(float(mine), device=pl_module.device)
+    with watch(f"the '{name}' decision of step {trainer.global_step}"):
+        return bool(trainer.strategy.reduce(flag, reduce_op="max").item())

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
-from clap_train.config import ConfigError
+from clap_train.config import ConfigError, check_choice, check_number
 from clap_train.eval.retrieval import retrieval_metrics
 from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
 from clap_train.distributed import gather_objects, world_info
@@ -28,10 +28,31 @@ from clap_train.model import CLAP, build_model
 from clap_train.secrets import redact
 from clap_train import watchdog
 
-OPTIM_DEFAULTS = dict(lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99), eps=1e-8, warmup_steps=50, schedule="cosine",
+OPTIM_DEFAULTS = dict(lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99), eps=1e-8, warmup_steps=30, schedule="cosine",
                       min_lr_ratio=0.0, clip_grad=1.0, accumulate=1, fused="auto", max_nonfinite=20,
                       total_steps=None)
 SCHEDULES = ("cosine", "constant")
+
+
+def check_optim(o: dict) -> dict:
+    """Every optim value's type and range, at start-up (before the model is built)."""
+    check_number("optim.lr", o["lr"], float, 0, low_open=True)
+    check_number("optim.weight_decay", o["weight_decay"], float, 0)
+    betas = o["betas"]
+    if not isinstance(betas, (list, tuple)) or len(betas) != 2:
+        raise ConfigError(f"optim.betas={betas!r}: must be two numbers in [0, 1), e.g. [0.9, 0.99]")
+    for i, b in enumerate(betas):
+        check_number(f"optim.betas[{i}]", b, float, 0, 0.999999)
+    check_number("optim.eps", o["eps"], float, 0, low_open=True)
+    check_number("optim.warmup_steps", o["warmup_steps"], int, 0)
+    check_choice("optim.schedule", o["schedule"], SCHEDULES)
+    check_number("optim.min_lr_ratio", o["min_lr_ratio"], float, 0, 1)
+    check_number("optim.clip_grad", o["clip_grad"], float, 0)
+    check_number("optim.accumulate", o["accumulate"], int, 1)
+    check_choice("optim.fused", o["fused"], ("auto", True, False))
+    check_number("optim.max_nonfinite", o["max_nonfinite"], int, 0)
+    check_number("optim.total_steps", o["total_steps"], int, 1, none_ok=True)
+    return o
 
 
 class ClapLit(L.LightningModule):
@@ -43,9 +64,7 @@ class ClapLit(L.LightningModule):
         unknown = set(optim or {}) - set(OPTIM_DEFAULTS)
         if unknown:
             raise ConfigError(f"optim: unknown key(s) {sorted(unknown)}; valid keys: {sorted(OPTIM_DEFAULTS)}")
-        self.optim_cfg = {**OPTIM_DEFAULTS, **(optim or {})}
-        if self.optim_cfg["schedule"] not in SCHEDULES:
-            raise ConfigError(f"optim.schedule={self.optim_cfg['schedule']!r}; valid choices: {', '.join(SCHEDULES)}")
+        self.optim_cfg = check_optim({**OPTIM_DEFAULTS, **(optim or {})})
         self.eval_cfg = {"templates": ["This is a sound of {}."], **(eval or {})}
         # plain containers only: our checkpoints load with torch.load(weights_only=True)
         # secrets masked: hyperparameters go into checkpoints and to every logger

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from clap_train.audio.frontend import LogMel, pcm_to_float
+from clap_train.config import instantiate
 from clap_train.audio.fusion import fusion_mels
 from clap_train.audio.pooling import build_pooling
 from clap_train.text.tower import TextTower
@@ -158,8 +159,6 @@ def _as_clips(waveforms, lengths) -> list[np.ndarray]:
 
 def build_model(cfg: dict, text_assets: dict | None = None) -> CLAP:
     """Build from a plain config: `frontend`, `audio_encoder` (with `_target_`), `pooling`, `text_encoder`."""
-    from hydra.utils import instantiate
-
     cfg = dict(cfg)
     source = dict(cfg)
     enc_cfg = dict(cfg.pop("audio_encoder"))
@@ -168,7 +167,7 @@ def build_model(cfg: dict, text_assets: dict | None = None) -> CLAP:
         fe_cfg["mel_scale"] = "htk" if enc_cfg.get("fusion") else "slaney"
     frontend = LogMel(**fe_cfg)
     enc_cfg.setdefault("n_mels", frontend.n_mels)
-    encoder = instantiate(enc_cfg, _convert_="all")
+    encoder = instantiate(enc_cfg)  # a ConfigError from the encoder stays one line
     pool_cfg = dict(cfg.pop("pooling"))
     pooling = build_pooling(pool_cfg.pop("name"), encoder.frame_dim, **pool_cfg)
     text_cfg = dict(cfg.pop("text_encoder"))

@@ -17,9 +17,9 @@ import signal
 import subprocess
 
 import lightning as L
-import torch
 
-from clap_train.watchdog import watch
+from clap_train.config import ConfigError
+from clap_train.distributed import agree
 
 log = logging.getLogger("clap_train")
 
@@ -37,7 +37,7 @@ class Preemption(L.Callback):
         for name in signals:
             num = getattr(signal, str(name), None)
             if not isinstance(num, signal.Signals):
-                raise ValueError(f"callbacks.preemption.signals: {name!r} is not a signal of this system")
+                raise ConfigError(f"callbacks.preemption.signals: {name!r} is not a signal of this system")
             self.signums.append(num)
         self.requeue, self.dirpath = requeue, dirpath
         self.received: int | None = None
@@ -61,17 +61,9 @@ class Preemption(L.Callback):
         self._previous = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.world_size == 1:
-            if self.received is None:
-                return  # no tensor, no device sync on the common path
-        else:  # a signal may reach the ranks at different steps: decide together
-            stop = pl_module.agreed.pop("stop", None)
-            if stop is None:  # not decided with the step's finite check (DeepSpeed's engine step)
-                flag = torch.tensor(float(self.received is not None), device=pl_module.device)
-                with watch(f"the preemption check of step {trainer.global_step}"):
-                    stop = trainer.strategy.reduce(flag, reduce_op="max").item()
-            if not stop:
-                return
+        # a signal may reach the ranks at different steps: decided together
+        if not agree(trainer, pl_module, "stop", self.received is not None):
+            return
         step = trainer.global_step
         path = os.path.join(self.dirpath or os.path.join(trainer.default_root_dir, "checkpoints"),
                             f"step{step:07d}.ckpt")

@@ -10,14 +10,15 @@ import warnings
 
 import lightning as L
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from clap_train.callbacks import resolve_monitor
 from clap_train.checkpoints.files import is_valid, newest_valid
 from clap_train.checkpoints.io import AtomicCheckpointIO
 from clap_train.checkpoints.load import check_compatible, init_weights, read_checkpoint
-from clap_train.data.datamodule import ClapDataModule, ConfigError
+from clap_train.config import ConfigError
+from clap_train.config import instantiate as build  # a ConfigError from a constructor stays one line
+from clap_train.data.datamodule import ClapDataModule
 from clap_train.data.synthetic import SyntheticSpec, ensure_synthetic
 from clap_train.lit import ClapLit
 from clap_train.preemption import Preemption
@@ -58,21 +59,7 @@ def build_trainer(cfg: DictConfig, run_dir: str, callbacks: list, loggers: list)
         from lightning.pytorch.plugins.environments import SLURMEnvironment
 
         plugins.append(SLURMEnvironment(auto_requeue=False))  # our handler owns the signal
-    return instantiate(tcfg, callbacks=callbacks, logger=loggers or False, plugins=plugins,
-                       default_root_dir=run_dir, _convert_="all")
-
-
-def build(node):
-    """hydra's instantiate, with our ConfigError (a bad value in that node) raised as itself: Hydra wraps
-    every constructor error in an InstantiationException, which would end the run in a traceback."""
-    from hydra.errors import InstantiationException
-
-    try:
-        return instantiate(node, _convert_="all")
-    except InstantiationException as e:
-        if isinstance(e.__cause__, ConfigError):
-            raise e.__cause__ from None
-        raise
+    return build(tcfg, callbacks=callbacks, logger=loggers or False, plugins=plugins, default_root_dir=run_dir)
 
 
 def run(cfg: DictConfig) -> dict:

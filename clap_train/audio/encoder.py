@@ -3,6 +3,8 @@
 import torch
 from torch import nn
 
+from clap_train.config import ConfigError
+
 
 class AudioEncoder(nn.Module):
     """forward_frames(mel, longer) -> frames [B, T', frame_dim]; the caller pools frames over time to
@@ -36,7 +38,7 @@ class AudioEncoder(nn.Module):
         if n_stages == 0:
             return
         if n_stages < -1 or n_stages > len(stages):
-            raise ValueError(f"audio_encoder.freeze_layers={n_stages}; valid: 0..{len(stages)} stages, or -1 for "
+            raise ConfigError(f"audio_encoder.freeze_layers={n_stages}; valid: 0..{len(stages)} stages, or -1 for "
                              "the whole tower")
         self._frozen = [self] if n_stages == -1 else stem + stages[:n_stages]
         for m in self._frozen:

@@ -4,6 +4,8 @@ import math
 import torch
 from torch import nn
 
+from clap_train.config import ConfigError
+
 MEL_SCALES = ("slaney", "htk")
 MEL_NORMS = ("auto", "slaney", None)
 
@@ -66,9 +68,9 @@ class LogMel(nn.Module):
                  amin: float = 1e-10):
         super().__init__()
         if mel_scale not in MEL_SCALES:
-            raise ValueError(f"mel_scale={mel_scale!r} is invalid; choose one of {MEL_SCALES}")
+            raise ConfigError(f"model.frontend.mel_scale={mel_scale!r} is invalid; choose one of {MEL_SCALES}")
         if mel_norm not in MEL_NORMS:
-            raise ValueError(f"mel_norm={mel_norm!r} is invalid; choose one of {MEL_NORMS}")
+            raise ConfigError(f"model.frontend.mel_norm={mel_norm!r} is invalid; choose one of {MEL_NORMS}")
         if mel_norm == "auto":
             mel_norm = "slaney" if mel_scale == "slaney" else None
         self.sample_rate, self.n_fft, self.win_length = sample_rate, n_fft, win_length

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from clap_train.config import ConfigError
+
 from .augment import SpecAugment
 from .encoder import AudioEncoder
 from .fusion import AFF
@@ -218,11 +220,11 @@ class HTSAT(AudioEncoder):
         super().__init__()
         if name is not None:
             if name not in HTSAT_SIZES:
-                raise ValueError(f"audio_encoder.name={name!r}; valid choices: {', '.join(HTSAT_SIZES)}")
+                raise ConfigError(f"audio_encoder.name={name!r}; valid choices: {', '.join(HTSAT_SIZES)}")
             d, dp, hd = HTSAT_SIZES[name]
             embed_dim, depths, num_heads = embed_dim or d, depths or dp, num_heads or hd
         if spec_size % n_mels or (spec_size // patch_stride) % (2 ** (len(depths) - 1)):
-            raise ValueError(f"HTS-AT: spec_size={spec_size} must be a multiple of n_mels={n_mels} and of "
+            raise ConfigError(f"audio_encoder: HTS-AT spec_size={spec_size} must be a multiple of n_mels={n_mels} and of "
                              f"patch_stride * 2^(stages-1)")
         self.n_mels, self.spec_size, self.fusion = n_mels, spec_size, fusion
         self.freq_ratio = spec_size // n_mels
@@ -243,7 +245,7 @@ class HTSAT(AudioEncoder):
         self.norm = nn.LayerNorm(self.out_dim)
         self.final_grid = grid // 2 ** (len(depths) - 1)
         if self.final_grid % self.freq_ratio:
-            raise ValueError(f"HTS-AT: the final {self.final_grid}x{self.final_grid} token grid must split into "
+            raise ConfigError(f"audio_encoder: HTS-AT's final {self.final_grid}x{self.final_grid} token grid must split into "
                              f"freq_ratio={self.freq_ratio} time chunks")
         self.time_stride = spec_size // self.final_grid  # (spec_size*r mel frames) / (r*g output frames)
         self.post_pool = nn.Identity()

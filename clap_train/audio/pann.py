@@ -13,6 +13,8 @@ import torch.utils.checkpoint
 import torch.nn.functional as F
 from torch import nn
 
+from clap_train.config import ConfigError
+
 from .augment import SpecAugment
 from .encoder import AudioEncoder
 
@@ -144,5 +146,5 @@ PANNS = {"cnn14": Cnn14, "cnn10": Cnn10, "cnn6": Cnn6, "tiny": CnnTiny}
 
 def build_pann(name: str, **kwargs) -> PANN:
     if name not in PANNS:
-        raise ValueError(f"unknown PANN {name!r}; choose one of {sorted(PANNS)}")
+        raise ConfigError(f"audio_encoder.name={name!r}; valid choices: {', '.join(sorted(PANNS))}")
     return PANNS[name](**kwargs)

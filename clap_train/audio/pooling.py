@@ -2,6 +2,8 @@
 import torch
 from torch import nn
 
+from clap_train.config import ConfigError
+
 
 def _valid(frames: torch.Tensor, mask: torch.Tensor | None):
     """Frames with padded positions zeroed (so inf/NaN padding cannot leak) and mask [B, T, 1]."""
@@ -56,5 +58,5 @@ POOLINGS = {"mean": MeanPool, "maxmean": MaxMeanPool, "attention": AttentionPool
 def build_pooling(name: str, dim: int, **kwargs) -> nn.Module:
     """`kwargs` go to the pooling class (e.g. `hidden` for attention)."""
     if name not in POOLINGS:
-        raise ValueError(f"unknown pooling {name!r}; choose one of {sorted(POOLINGS)}")
+        raise ConfigError(f"pooling.name={name!r}; valid choices: {', '.join(sorted(POOLINGS))}")
     return AttentionPool(dim, **kwargs) if name == "attention" else POOLINGS[name](**kwargs)

@@ -17,7 +17,7 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from clap_train.config import ConfigError
+from clap_train.config import ConfigError, check_number
 from clap_train.data.collate import Tokenize
 from clap_train.data.datasets import EvalStream, TrainStream, worker_init
 from clap_train.data.decode import AudioSpec
@@ -210,8 +210,10 @@ class ClapDataModule(L.LightningDataModule):
         self.cfg_sources = {"train": {"shards": train_shards}} if train_shards else _merge(lt, dict(sources or {}))
         self.cfg_val = {"val": {"shards": val_shards}} if val_shards else _merge(lv, dict(val_sources or {}))
         self.cfg_test = {"test": {"shards": test_shards}} if test_shards else _merge(ls, dict(test_sources or {}))
-        self.batch_size, self.eval_batch_size = int(batch_size), int(eval_batch_size)
-        self.num_workers, self.steps_per_epoch = int(num_workers), steps_per_epoch
+        self.batch_size = check_number("data.batch_size", batch_size, int, 1)
+        self.eval_batch_size = check_number("data.eval_batch_size", eval_batch_size, int, 1)
+        self.num_workers = check_number("data.num_workers", num_workers, int, 0, 256)
+        self.steps_per_epoch = check_number("data.steps_per_epoch", steps_per_epoch, int, 1, none_ok=True)
         self.audio = AudioSpec(**dict(audio or {}))
         self.opts = StreamOpts(**dict(stream or {}))
         self.tag_templates = list(tag_templates or ["{}"])

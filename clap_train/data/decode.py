@@ -13,8 +13,8 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from clap_train.config import ConfigError
-from clap_train.data.crop import choose_window, fit_length
+from clap_train.config import check_choice, check_number
+from clap_train.data.crop import CROPS, PADS, choose_window, fit_length
 from clap_train.data.skips import BadSample
 from clap_train.data.tar_reader import AUDIO_EXTS
 
@@ -38,8 +38,16 @@ class AudioSpec:
     transport: str = "int16"          # int16 | float32: how clips travel from workers to the device
 
     def __post_init__(self):
-        if self.transport not in TRANSPORTS:
-            raise ConfigError(f"data.audio.transport={self.transport!r}; valid choices: {', '.join(TRANSPORTS)}")
+        k = "data.audio."
+        check_number(k + "sample_rate", self.sample_rate, int, 1000, 384000)
+        check_number(k + "clip_seconds", self.clip_seconds, float, 0, 3600, low_open=True)
+        check_choice(k + "train_crop", self.train_crop, CROPS)
+        check_choice(k + "eval_crop", self.eval_crop, CROPS)
+        check_choice(k + "pad", self.pad, PADS)
+        check_number(k + "max_seconds", self.max_seconds, float, 0, low_open=True)
+        check_number(k + "max_channels", self.max_channels, int, 1)
+        check_number(k + "fusion_max_seconds", self.fusion_max_seconds, float, self.clip_seconds)
+        check_choice(k + "transport", self.transport, TRANSPORTS)
 
     @property
     def clip_samples(self) -> int:

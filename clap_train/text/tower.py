@@ -17,6 +17,8 @@ import tempfile
 import torch
 from torch import nn
 
+from clap_train.config import ConfigError, check_choice, check_number
+
 POOLINGS = ("cls", "pooler", "mean")
 
 
@@ -58,8 +60,9 @@ class TextTower(nn.Module):
         super().__init__()
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-        if pooling not in POOLINGS:
-            raise ValueError(f"text_encoder.pooling={pooling!r}; valid choices: {', '.join(POOLINGS)}")
+        check_choice("text_encoder.pooling", pooling, POOLINGS)
+        check_number("text_encoder.max_length", max_length, int, 1)
+        check_number("text_encoder.freeze_layers", freeze_layers, int, 0)
         self.pooling, self.max_length = pooling, max_length
         if assets is not None:  # rebuilding from one of our checkpoints: no files, no network
             cfg = AutoConfig.for_model(**assets["config"])
@@ -80,8 +83,12 @@ class TextTower(nn.Module):
                 cfg = AutoConfig.from_pretrained(path, **(config or {}))
                 self.model = AutoModel.from_config(cfg, add_pooling_layer=pooling == "pooler")
             hf_tok = AutoTokenizer.from_pretrained(resolve(tokenizer) if tokenizer else path)
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        if positions:  # RoBERTa-style models start position ids after the padding index
+            usable = positions - ((self.model.config.pad_token_id or 0) + 1 if "roberta" in self.model.config.model_type else 0)
+            check_number("text_encoder.max_length", max_length, int, 1, usable)
         if len(hf_tok) > self.model.config.vocab_size:
-            raise ValueError(f"tokenizer has {len(hf_tok)} tokens but the text model's vocab_size is "
+            raise ConfigError(f"tokenizer has {len(hf_tok)} tokens but the text model's vocab_size is "
                              f"{self.model.config.vocab_size}: text_encoder.tokenizer does not match the model")
         self.model.train()  # from_pretrained returns eval mode; the owner decides the mode
         self.tokenizer = Tokenizer(hf_tok, max_length)
@@ -100,7 +107,7 @@ class TextTower(nn.Module):
                 p.requires_grad_(False)
         layers = _layers(self.model)
         if n_layers > len(layers):
-            raise ValueError(f"text_encoder.freeze_layers={n_layers} but the model has {len(layers)} layers")
+            raise ConfigError(f"text_encoder.freeze_layers={n_layers}: must be <= {len(layers)}, the model's layers")
         for layer in layers[:n_layers]:
             for p in layer.parameters():
                 p.requires_grad_(False)

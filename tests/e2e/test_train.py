@@ -171,6 +171,10 @@ def test_config_errors_are_one_line_not_tracebacks(tmp_path):
     p = cli(["ckpt_path=/nonexistent/x.ckpt", "debug=fast", *SMALL_DATA, f"paths.root={tmp_path}"], tmp_path)
     assert p.returncode == 2
     assert "error: ckpt_path=/nonexistent/x.ckpt: file not found" in p.stderr and "Traceback" not in p.stderr
+    # a bad value (tests/e2e/test_bad_values.py has the table): the same one line from train.py
+    p = cli(["optim.accumulate=0", "debug=fast", *SMALL_DATA, f"paths.root={tmp_path}"], tmp_path)
+    assert p.returncode == 2 and "Traceback" not in p.stderr
+    assert "error: optim.accumulate=0: must be a whole number >= 1" in p.stderr
 
 
 def test_pictures_of_validation_and_test(fast_run):

@@ -27,6 +27,6 @@ def test_gpu_check_smoke_runs_every_section(tmp_path):
     assert r["accumulate"]["no_dropout_bn_frozen"]["grad_cosine"] > 0.99999
     assert r["nccl"]["loss_diff"] < 1e-5 and r["nccl"]["grad_max_abs_diff"] < 1e-5
     assert r["train"]["w2"]["samples_per_s"] > 0 and 0 <= r["train"]["w2"]["data_wait_frac"] <= 1
-    assert all(v["ok"] for v in r["presets"].values()), r["presets"]
+    assert r["presets"] and all(v["ok"] for v in r["presets"].values()), r["presets"]
     md = (tmp_path / "gpu_check.md").read_text()
     assert md.startswith("# GPU check: cpu (smoke)") and "| presets |" in md

@@ -9,7 +9,7 @@ import time
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint, TQDMProgressBar
 
-from clap_train.config import ConfigError
+from clap_train.config import ConfigError, check_number
 from clap_train.distributed import agree
 from clap_train.flops import measure_peak_flops, precision_dtype
 
@@ -62,8 +62,7 @@ class Throughput(L.Callback):
     """
 
     def __init__(self, log_every_n_steps: int = 10, peak_flops: float | None = None, peak_seconds: float = 1.0):
-        if isinstance(peak_seconds, bool) or not isinstance(peak_seconds, (int, float)) or peak_seconds <= 0:
-            raise ConfigError(f"callbacks.throughput.peak_seconds={peak_seconds!r}: must be a number of seconds > 0")
+        check_number("callbacks.throughput.peak_seconds", peak_seconds, float, 0, low_open=True)
         self.every, self.peak, self.peak_seconds = log_every_n_steps, peak_flops, float(peak_seconds)
         self._t_end: float | None = None
         self._wait = self._busy = 0.0

@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out_dir")
     p.add_argument("--sample-rate", type=int, default=48000, help="rate of the written audio (every file resampled)")
     p.add_argument("--codec", default="flac", choices=list(CODECS),
-                   help="flac (LAION's), pcm16 (16-bit WAV: ~5x cheaper to decode, 1.2x the bytes), or lossy "
+                   help="flac (LAION's), pcm16 (16-bit WAV: ~6x cheaper to decode, 1.3-2x the bytes), or lossy "
                         "vorbis/opus/mp3 (~8x smaller, re-encoded)")
     p.add_argument("--splits", default="train=0.8,valid=0.1,test=0.1",
                    help="fractions per split (stratified by label, seeded); a 'split' column wins")

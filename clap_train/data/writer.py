@@ -15,8 +15,8 @@ import numpy as np
 import soundfile as sf
 
 
-# codec -> (member extension, libsndfile container, subtype). FLAC is LAION's; 16-bit WAV decodes ~5x
-# cheaper for 1.2x the bytes (docs/PERFORMANCE.md, "Data feed"); the lossy three are ~8x smaller.
+# codec -> (member extension, libsndfile container, subtype). FLAC is LAION's; 16-bit WAV decodes ~6x
+# cheaper for 1.3-2x FLAC's bytes (docs/PERFORMANCE.md, "Data feed"); the lossy three are ~5x smaller.
 CODECS = {"flac": ("flac", "FLAC", "PCM_16"), "pcm16": ("wav", "WAV", "PCM_16"),
           "vorbis": ("ogg", "OGG", "VORBIS"), "opus": ("opus", "OGG", "OPUS"),
           "mp3": ("mp3", "MP3", "MPEG_LAYER_III")}

@@ -24,10 +24,10 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from clap_train.data.shards import expand_shards
+from clap_train.data.shards import expand_shards, read_sizes
 from clap_train.data.skips import SkipCounter
 from clap_train.data.tar_reader import AUDIO_EXTS, DEFAULT_EXTS, iter_tar_samples
-from clap_train.data.writer import CODECS, OPUS_RATES, add_member, encode_audio
+from clap_train.data.writer import CODECS, OPUS_RATES, add_member, check_codec, encode_audio
 
 
 def transcode(data: bytes, codec: str) -> tuple[str, bytes, str]:
@@ -79,8 +79,7 @@ def convert_shards(src: str | list[str], out_dir: str, codec: str = "pcm16", wor
                    progress=None) -> dict:
     """Convert every tar of `src` (a folder, glob, brace pattern or list) into `out_dir`; returns the report
     (also written as OUT/convert_report.json)."""
-    if codec not in CODECS:
-        raise ValueError(f"codec {codec!r}: valid choices are {', '.join(CODECS)}")
+    check_codec(codec, 48000)  # Opus at other rates is resampled per clip (transcode)
     shards = [s for s in expand_shards(src) if os.path.isfile(s)]
     if not shards:
         raise FileNotFoundError(f"no local .tar shards in {src}")
@@ -110,8 +109,6 @@ def convert_shards(src: str | list[str], out_dir: str, codec: str = "pcm16", wor
 
 def _write_sizes(shards: list[str], out_dir: str) -> None:
     """sizes.json for the converted shards: the source's counts (the same samples), where it has them."""
-    from clap_train.data.shards import read_sizes
-
     sizes = read_sizes(shards)
     if sizes is not None:
         with open(os.path.join(out_dir, "sizes.json"), "w") as f:

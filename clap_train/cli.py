@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from clap_train.prompts import DEFAULT_TEMPLATE, DEFAULT_TEMPLATES
 
 
 def cmd_make_synthetic(args) -> int:
@@ -66,7 +67,7 @@ def cmd_make_shards(args) -> int:
     from clap_train.data.make_shards import MakeShardsSpec, format_report, make_shards
 
     spec = MakeShardsSpec(sample_rate=args.sample_rate, splits=_parse_splits(args.splits), seed=args.seed,
-                          templates=tuple(args.template or ("This is a sound of {}.",)), shard_size=args.shard_size,
+                          templates=tuple(args.template or DEFAULT_TEMPLATES), shard_size=args.shard_size,
                           workers=args.workers, min_seconds=args.min_seconds, max_seconds=args.max_seconds,
                           classes_from_dirs=not args.no_classes_from_dirs, codec=args.codec)
     rep = make_shards(args.input, args.out_dir, spec,
@@ -118,7 +119,7 @@ def cmd_zeroshot(args) -> int:
 
     listing = list_many(args.audio, classes_from_dirs=args.classes_from_dirs)
     model = _model(args)
-    res = run_zeroshot(model, listing, _classes(args, listing), args.template or ["This is a sound of {}."],
+    res = run_zeroshot(model, listing, _classes(args, listing), args.template or list(DEFAULT_TEMPLATES),
                        args.out, args.batch_size, _progress())
     print(format_zeroshot(res))
     if args.out:
@@ -258,7 +259,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="the split rule's seed")
     p.add_argument("--template", action="append",
                    help="caption template for labelled files without captions (repeatable; default "
-                        "'This is a sound of {}.')")
+                        f"{DEFAULT_TEMPLATE!r})")
     p.add_argument("--shard-size", type=int, default=512, help="samples per shard")
     p.add_argument("--workers", type=int, default=0, help="decoding processes (0: one per core)")
     p.add_argument("--min-seconds", type=float, default=0.1, help="shorter files are skipped")

@@ -27,6 +27,7 @@ from clap_train.loss import ContrastiveLoss
 from clap_train.model import CLAP, build_model
 from clap_train.secrets import redact
 from clap_train import watchdog
+from clap_train.prompts import DEFAULT_TEMPLATES
 
 OPTIM_DEFAULTS = dict(lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99), eps=1e-8, warmup_steps=30, schedule="cosine",
                       min_lr_ratio=0.0, clip_grad=1.0, accumulate=1, fused="auto", max_nonfinite=20,
@@ -65,7 +66,7 @@ class ClapLit(L.LightningModule):
         if unknown:
             raise ConfigError(f"optim: unknown key(s) {sorted(unknown)}; valid keys: {sorted(OPTIM_DEFAULTS)}")
         self.optim_cfg = check_optim({**OPTIM_DEFAULTS, **(optim or {})})
-        self.eval_cfg = {"templates": ["This is a sound of {}."], **(eval or {})}
+        self.eval_cfg = dict(eval or {})
         # plain containers only: our checkpoints load with torch.load(weights_only=True)
         # secrets masked: hyperparameters go into checkpoints and to every logger
         self.save_hyperparameters(redact({"model_cfg": model_cfg, "optim": self.optim_cfg, "loss": dict(loss or {}),
@@ -354,7 +355,7 @@ class ClapLit(L.LightningModule):
 
     def class_embeddings(self, classes: list[str]) -> torch.Tensor:
         """Prompt-ensemble text embedding per class (templates averaged, then re-normalised)."""
-        return self.model.class_embeddings(classes, self.eval_cfg["templates"]).float().cpu()
+        return self.model.class_embeddings(classes, self.eval_cfg.get("templates") or DEFAULT_TEMPLATES).float().cpu()
 
     def _eval_epoch_end(self, stage: str) -> None:
         store, self._eval_store = self._eval_store, {}

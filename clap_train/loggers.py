@@ -6,6 +6,8 @@ import csv
 import hashlib
 import os
 
+from clap_train.atomic import atomic_path
+
 
 def _wandb_has_key() -> bool:
     if os.environ.get("WANDB_API_KEY"):
@@ -75,10 +77,8 @@ def drop_rows_from_step(metrics_csv: str, step: int, pending: dict | None = None
         keep.sort(key=lambda r: int(float(r["step"])) if r.get("step") not in (None, "") else -1)
         changed = True
     if changed:
-        tmp = metrics_csv + ".tmp"
-        with open(tmp, "w", newline="") as f:
+        with atomic_path(metrics_csv) as tmp, open(tmp, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=fields)
             w.writeheader()
             w.writerows(keep)
-        os.replace(tmp, metrics_csv)
     return dropped

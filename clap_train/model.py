@@ -19,6 +19,7 @@ from clap_train.config import instantiate
 from clap_train.audio.fusion import fusion_mels
 from clap_train.audio.pooling import build_pooling
 from clap_train.text.tower import TextTower
+from clap_train.prompts import DEFAULT_TEMPLATES
 
 
 def projection(d_in: int, d_out: int) -> nn.Sequential:
@@ -132,7 +133,7 @@ class CLAP(nn.Module):
         return torch.cat(out)
 
     @torch.no_grad()
-    def class_embeddings(self, classes: Sequence[str], templates: Sequence[str] = ("This is a sound of {}.",)
+    def class_embeddings(self, classes: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
                          ) -> torch.Tensor:
         """Zero-shot class prototypes `[C, D]`: each template filled with each class name, the template
         embeddings averaged per class (a prompt ensemble) and re-normalised."""

@@ -11,6 +11,8 @@ import os
 
 import numpy as np
 
+from clap_train.atomic import write_atomic
+
 
 def _figure(w: float, h: float):
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -26,10 +28,7 @@ def _png(fig, path: str | None) -> bytes:
     fig.savefig(buf, format="png")
     data = buf.getvalue()
     if path:
-        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        with open(path + ".tmp", "wb") as f:
-            f.write(data)
-        os.replace(path + ".tmp", path)
+        write_atomic(path, data)
     return data
 
 

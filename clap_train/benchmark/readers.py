@@ -18,7 +18,8 @@ import glob
 import os
 from dataclasses import dataclass, field
 
-from clap_train.data.audio_files import AUDIO_FILE_EXTS, AudioItem, class_phrase
+from clap_train.data.audio_files import AUDIO_FILE_EXTS, AudioItem
+from clap_train.prompts import class_phrase
 
 FOLDERS = {"esc50": ("esc50", "ESC-50", "ESC-50-master"), "us8k": ("us8k", "UrbanSound8K", "urbansound8k"),
            "audiocaps": ("audiocaps", "AudioCaps"), "clotho": ("clotho", "Clotho")}

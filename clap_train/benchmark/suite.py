@@ -18,6 +18,7 @@ from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
 from clap_train.inference import Progress, embed_items, embed_shards, embed_texts, no_progress
 from clap_train.model import CLAP
 from clap_train.tools.zeroshot import label_indices
+from clap_train.prompts import DEFAULT_TEMPLATES
 
 RETRIEVAL_COLUMNS = (("t2a_R@1", "T2A R@1"), ("t2a_R@5", "R@5"), ("t2a_R@10", "R@10"), ("a2t_R@1", "A2T R@1"),
                      ("a2t_R@5", "R@5"), ("a2t_R@10", "R@10"), ("t2a_mAP@10", "mAP@10"))
@@ -47,7 +48,7 @@ def evaluate(model: CLAP, data: BenchData, protocol: dict, batch_size: int = 16,
     if protocol["task"] not in ("zeroshot", "retrieval"):
         raise ValueError(f"protocol task {protocol['task']!r}; valid: zeroshot, retrieval")
     zeroshot = protocol["task"] == "zeroshot"
-    templates = protocol.get("templates") or ["This is a sound of {}."]
+    templates = protocol.get("templates") or list(DEFAULT_TEMPLATES)
     skipped: list[dict] | dict = []
     if data.shards:
         e = embed_shards(model, data.shards, batch_size=batch_size, progress=progress)

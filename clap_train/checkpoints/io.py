@@ -10,6 +10,8 @@ import shutil
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from clap_train.atomic import atomic_path
+
 
 class DiskFull(RuntimeError):
     """A checkpoint did not fit on its disk: the partial file is gone, the older checkpoints are untouched."""
@@ -28,18 +30,12 @@ def _payload_bytes(obj) -> int:
 def _atomic(write, obj, path: str) -> None:
     """write(obj, tmp) + fsync + rename: readers never see a partial file. A full disk (ENOSPC/EDQUOT) is
     one clear DiskFull naming the path, the bytes needed and free, and the newest complete checkpoint."""
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f"{path}.tmp.{os.getpid()}"
     try:
-        write(obj, tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        with atomic_path(path, fsync=True) as tmp:
+            write(obj, tmp)
     except OSError as e:
         if e.errno not in (errno.ENOSPC, errno.EDQUOT):
             raise
-        with contextlib.suppress(OSError):
-            os.remove(tmp)
         from clap_train.checkpoints.files import newest_valid
 
         d = os.path.dirname(os.path.abspath(path))

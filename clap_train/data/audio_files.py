@@ -51,11 +51,6 @@ class Listing:
     classes: list[str]               # class names in a stable order (sub-folders, or sorted labels)
 
 
-def class_phrase(label: str) -> str:
-    """`dog_bark` / `dog-bark` -> `dog bark`: how a class name appears in captions, prompts and classes.json."""
-    return " ".join(label.replace("_", " ").replace("-", " ").split())
-
-
 def list_audio(src: str, classes_from_dirs: bool = False) -> Listing:
     """A folder, a .csv or a .jsonl -> the audio items it names, in a deterministic order."""
     if os.path.isdir(src):

@@ -24,6 +24,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
+from clap_train.atomic import atomic_path
 from clap_train.data.shards import expand_shards, read_sizes
 from clap_train.data.skips import SkipCounter
 from clap_train.data.tar_reader import AUDIO_EXTS, DEFAULT_EXTS, iter_tar_samples
@@ -56,8 +57,7 @@ def convert_shard(job: tuple[str, str, str]) -> dict:
     if os.path.exists(dst):
         return {"shards_already_done": 1, "bytes_in": os.path.getsize(src), "bytes_out": os.path.getsize(dst)}
     skips = SkipCounter(warn_every_s=1e9)
-    tmp = f"{dst}.tmp.{os.getpid()}"
-    with open(src, "rb") as fin, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tout:
+    with atomic_path(dst) as tmp, open(src, "rb") as fin, tarfile.open(tmp, "w", format=tarfile.USTAR_FORMAT) as tout:
         for sample in iter_tar_samples(fin, src, skips, exts=DEFAULT_EXTS, max_member_bytes=1 << 30):
             key = sample["__key__"]
             for ext, data in sample.items():
@@ -69,7 +69,6 @@ def convert_shard(job: tuple[str, str, str]) -> dict:
                     ext = new_ext or ext
                 add_member(tout, f"{key}.{ext}", data)
             counts["samples"] += 1
-    os.replace(tmp, dst)
     counts.update({f"not_copied_{k}": v for k, v in skips.counts.items()})  # what the safe reader refused
     counts.update({"shards_converted": 1, "bytes_in": os.path.getsize(src), "bytes_out": os.path.getsize(dst)})
     return dict(counts)

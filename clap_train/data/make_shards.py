@@ -21,11 +21,11 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from clap_train.data.audio_files import AudioItem, ReadSpec, class_phrase, list_audio, read_audio_file
+from clap_train.data.audio_files import AudioItem, ReadSpec, list_audio, read_audio_file
+from clap_train.prompts import DEFAULT_TEMPLATES, class_phrase
 from clap_train.data.skips import BadSample
 from clap_train.data.writer import ShardWriter, check_codec, encode_audio, encode_json
 
-DEFAULT_TEMPLATES = ("This is a sound of {}.",)
 
 
 @dataclass

@@ -13,6 +13,8 @@ from typing import IO
 import braceexpand
 import numpy as np
 
+from clap_train.atomic import write_atomic
+
 log = logging.getLogger("clap_train.data")
 
 REMOTE_PREFIXES = ("pipe:", "http://", "https://", "s3://", "gs://", "hf://")
@@ -83,10 +85,7 @@ def ensure_sizes(shards: list[str], log=log.warning) -> dict[str, int] | None:
         log(f"{d}: no sample count for {len(todo)} shard(s) in sizes.json; counting them from the tar headers once")
         known.update({os.path.basename(s): count_samples(s) for s in todo})
         try:
-            tmp = f"{p}.tmp.{os.getpid()}"
-            with open(tmp, "w") as f:
-                json.dump(known, f, indent=1, sort_keys=True)
-            os.replace(tmp, p)
+            write_atomic(p, json.dumps(known, indent=1, sort_keys=True))
         except OSError as e:
             log(f"could not cache {p} ({e}); the count is used for this run only")
             return {s: known.get(os.path.basename(s), 0) for s in shards}

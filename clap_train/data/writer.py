@@ -14,6 +14,8 @@ import tarfile
 import numpy as np
 import soundfile as sf
 
+from clap_train.atomic import atomic_path, write_atomic
+
 
 # codec -> (member extension, libsndfile container, subtype). FLAC is LAION's; 16-bit WAV decodes ~6x
 # cheaper for 1.3-2x FLAC's bytes (docs/PERFORMANCE.md, "Data feed"); the lossy three are ~5x smaller.
@@ -71,14 +73,14 @@ class ShardWriter:
         self._close_shard()
         self._name = f"{self.index:06d}.tar"
         self.index += 1
-        self._tar = tarfile.open(os.path.join(self.out_dir, self._name + ".tmp"), "w", format=tarfile.USTAR_FORMAT)
+        self._commit = atomic_path(os.path.join(self.out_dir, self._name))  # a shard appears whole or not at all
+        self._tar = tarfile.open(self._commit.__enter__(), "w", format=tarfile.USTAR_FORMAT)
         self._count = 0
 
     def _close_shard(self):
         if self._tar is not None:
             self._tar.close()
-            path = os.path.join(self.out_dir, self._name)
-            os.replace(path + ".tmp", path)  # a shard appears whole or not at all
+            self._commit.__exit__(None, None, None)
             self.sizes[self._name] = self._count
             self._tar = None
 
@@ -93,8 +95,7 @@ class ShardWriter:
 
     def close(self) -> dict[str, int]:
         self._close_shard()
-        with open(os.path.join(self.out_dir, "sizes.json"), "w") as f:
-            json.dump(self.sizes, f, indent=1, sort_keys=True)
+        write_atomic(os.path.join(self.out_dir, "sizes.json"), json.dumps(self.sizes, indent=1, sort_keys=True))
         return self.sizes
 
     def __enter__(self):

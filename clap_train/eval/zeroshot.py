@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import torch
+from clap_train.prompts import class_key
 
 
 def labels_from_tags(tags: list[list[str]], classes: list[str]) -> torch.Tensor:
-    """The class index of each clip (its one tag that names a class), or -1 when none or several do."""
-    index = {c.lower(): i for i, c in enumerate(classes)}
+    """The class index of each clip (its one tag that names a class), or -1 when none or several do. Tags and
+    class names match by `class_key` (case, underscores and hyphens ignored): the one rule of every tool."""
+    index = {class_key(c): i for i, c in enumerate(classes)}
     out = []
     for t in tags:
-        hits = {index[x.lower()] for x in t if x.lower() in index}
+        hits = {index[class_key(x)] for x in t if class_key(x) in index}
         out.append(hits.pop() if len(hits) == 1 else -1)
     return torch.tensor(out, dtype=torch.long)
 

@@ -12,6 +12,7 @@ from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
 from clap_train.inference import Progress, embed_shards, no_progress
 from clap_train.model import CLAP
 from clap_train.plots import similarity_heatmap, zeroshot_confusion_png
+from clap_train.prompts import DEFAULT_TEMPLATES
 
 
 def run_evaluate(model: CLAP, shards, classes: list[str] | None = None, templates: list[str] | None = None,
@@ -20,7 +21,7 @@ def run_evaluate(model: CLAP, shards, classes: list[str] | None = None, template
     urls = expand_shards(shards)
     if not urls:
         raise ValueError(f"no shards found at {shards!r}")
-    templates = templates or ["This is a sound of {}."]
+    templates = templates or list(DEFAULT_TEMPLATES)
     e = embed_shards(model, urls, caption_key, tag_templates, batch_size, progress)
     metrics = retrieval_metrics(e["audio"], e["text"], e["owner"])
     metrics.update(n_clips=float(len(e["keys"])), n_captions=float(len(e["owner"])))

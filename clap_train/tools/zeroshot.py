@@ -9,26 +9,20 @@ import os
 
 import torch
 
-from clap_train.data.audio_files import AudioItem, Listing, class_phrase
-from clap_train.eval.zeroshot import zeroshot_metrics
+from clap_train.data.audio_files import AudioItem, Listing
+from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
 from clap_train.inference import Progress, embed_items, no_progress
 from clap_train.model import CLAP
 from clap_train.plots import zeroshot_confusion_png
-
-
-def _norm(name: str) -> str:
-    return class_phrase(name).lower()
+from clap_train.prompts import class_key, class_phrase
 
 
 def label_indices(items: list[AudioItem], classes: list[str]) -> tuple[torch.Tensor, list[str]]:
-    """Each item's class index (-1: unlabelled, or its labels name no class); labels not in `classes`."""
-    index = {_norm(c): i for i, c in enumerate(classes)}
-    out, unknown = [], set()
-    for it in items:
-        hits = [index[_norm(lb)] for lb in it.labels if _norm(lb) in index]
-        unknown |= {lb for lb in it.labels if _norm(lb) not in index}
-        out.append(hits[0] if hits else -1)
-    return torch.tensor(out, dtype=torch.long), sorted(unknown)
+    """Each item's class index by the rule of `labels_from_tags` (-1: unlabelled, or its labels name no
+    class or several); the labels that name no class."""
+    known = {class_key(c) for c in classes}
+    unknown = {lb for it in items for lb in it.labels if class_key(lb) not in known}
+    return labels_from_tags([it.labels for it in items], classes), sorted(unknown)
 
 
 def per_class_table(labels: torch.Tensor, pred: torch.Tensor, classes: list[str]) -> list[dict]:

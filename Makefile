@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.13.0
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.clap_train_installed
 
-.PHONY: install train test clean-data
+.PHONY: install train test format clean-data
 
 install: $(STAMP)
 
@@ -23,8 +23,15 @@ $(STAMP): pyproject.toml
 train: install
 	$(BIN)/python train.py $(ARGS)
 
+# lint and format check first (seconds), then the suite; `make format` applies ruff's fixes
 test: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest -q --durations=15 $(ARGS)
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
 
 clean-data:
 	rm -rf data/synthetic

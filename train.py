@@ -1,11 +1,11 @@
 """Train a CLAP model. Every experiment is a Hydra config (conf/).
 
-    python train.py                                   # the embedded default: synthetic shards, small model, CPU
-    python train.py optim.lr=3e-4 trainer.max_epochs=5
-    python train.py experiment=<name> trainer=ddp trainer.devices=8 data.train_shards='/data/train/{000000..000127}.tar'
-    python train.py -m optim.lr=1e-4,3e-4             # a sweep: one deterministic run dir per job
-    python train.py init_from=path/to/checkpoint.ckpt # fine-tune from weights
-    python train.py ckpt_path=runs/default/checkpoints/last.ckpt   # resume the full state
+python train.py                                   # the embedded default: synthetic shards, small model, CPU
+python train.py optim.lr=3e-4 trainer.max_epochs=5
+python train.py experiment=<name> trainer=ddp trainer.devices=8 data.train_shards='/data/train/{000000..000127}.tar'
+python train.py -m optim.lr=1e-4,3e-4             # a sweep: one deterministic run dir per job
+python train.py init_from=path/to/checkpoint.ckpt # fine-tune from weights
+python train.py ckpt_path=runs/default/checkpoints/last.ckpt   # resume the full state
 """
 
 import sys

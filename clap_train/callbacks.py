@@ -35,21 +35,29 @@ def resolve_monitor(cb, name: str, val_sources: dict[str, bool]) -> bool:
         return True
     if not monitor.startswith("val/"):
         return True
-    metrics = {src: {*retrieval.METRICS, "n_clips", "n_captions", *(zeroshot.METRICS if zs else ())}
-               for src, zs in val_sources.items()}
+    metrics = {
+        src: {*retrieval.METRICS, "n_clips", "n_captions", *(zeroshot.METRICS if zs else ())}
+        for src, zs in val_sources.items()
+    }
     if val_sources:
         metrics["mean"] = set.intersection(*metrics.values())
     valid = sorted(f"val/{src}/{m}" for src, ms in metrics.items() for m in ms)
     if monitor not in valid:
         src = monitor.split("/")[1] if monitor.count("/") >= 2 else ""
         lacking = not all(val_sources.values()) if src == "mean" else val_sources.get(src) is False
-        why = ("there are no validation sources" if not val_sources else
-               "zero-shot metrics need zeroshot_classes on " + ("every source" if src == "mean" else "that source")
-               if monitor.split("/")[-1] in zeroshot.METRICS and lacking else "no validation source logs it")
+        why = (
+            "there are no validation sources"
+            if not val_sources
+            else "zero-shot metrics need zeroshot_classes on " + ("every source" if src == "mean" else "that source")
+            if monitor.split("/")[-1] in zeroshot.METRICS and lacking
+            else "no validation source logs it"
+        )
         shown = [v for v in valid if v.startswith("val/mean/")] or valid
-        raise ConfigError(f"callbacks.{name}.monitor={monitor!r}: {why}; valid choices: auto, "
-                          + ", ".join(shown) + (f" (and the same per source: {', '.join(val_sources)})"
-                                                if len(shown) < len(valid) else ""))
+        raise ConfigError(
+            f"callbacks.{name}.monitor={monitor!r}: {why}; valid choices: auto, "
+            + ", ".join(shown)
+            + (f" (and the same per source: {', '.join(val_sources)})" if len(shown) < len(valid) else "")
+        )
     return True
 
 
@@ -76,8 +84,11 @@ class Throughput(L.Callback):
             self.dtype = precision_dtype(trainer.precision)
             # rank 0 measures alone and tells the others: ranks measuring at once on shared cores each
             # read a fraction of the peak
-            peak = measure_peak_flops(self.peak_seconds, trainer.strategy.root_device.type, self.dtype) \
-                if trainer.global_rank == 0 else None
+            peak = (
+                measure_peak_flops(self.peak_seconds, trainer.strategy.root_device.type, self.dtype)
+                if trainer.global_rank == 0
+                else None
+            )
             self.peak = trainer.strategy.broadcast(peak, src=0) if trainer.world_size > 1 else peak
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
@@ -174,14 +185,23 @@ class EvalPictures(L.Callback):
         for src, a in (getattr(pl_module, "eval_arrays", {}).get(stage) or {}).items():
             sim, clips, caps = paired_similarity(a["audio"], a["text"], a["owner"], self.n_clips)
             name = f"{stage}_{src}_similarity"
-            png = similarity_heatmap(sim.numpy(), [a["keys"][i] for i in clips.tolist()],
-                                     [a["captions"][j] for j in caps.tolist()],
-                                     f"{stage}/{src}: audio-text similarity at step {step}", self._path(name))
+            png = similarity_heatmap(
+                sim.numpy(),
+                [a["keys"][i] for i in clips.tolist()],
+                [a["captions"][j] for j in caps.tolist()],
+                f"{stage}/{src}: audio-text similarity at step {step}",
+                self._path(name),
+            )
             self._send(trainer, f"{stage}/{src}/similarity", png, step)
             if "labels" in a and (a["labels"] >= 0).any():
-                png = zeroshot_confusion_png(a["audio"], a["prototypes"], a["labels"], a["classes"],
-                                             self._path(f"{stage}_{src}_confusion"),
-                                             f"{stage}/{src} at step {step}: zero-shot")
+                png = zeroshot_confusion_png(
+                    a["audio"],
+                    a["prototypes"],
+                    a["labels"],
+                    a["classes"],
+                    self._path(f"{stage}_{src}_confusion"),
+                    f"{stage}/{src} at step {step}: zero-shot",
+                )
                 self._send(trainer, f"{stage}/{src}/confusion", png, step)
 
     def _path(self, name: str) -> str:
@@ -231,8 +251,10 @@ class PeriodicCheckpoint(ModelCheckpoint):
     def __init__(self, every_n_minutes: float | str | None = None, **kw):
         m = every_n_minutes
         if m not in (None, "auto") and (isinstance(m, bool) or not isinstance(m, (int, float)) or m <= 0):
-            raise ConfigError(f"callbacks.last_checkpoint.every_n_minutes={m!r}: must be minutes > 0, auto "
-                              "(30 on GPU, steps on CPU) or null (every_n_train_steps)")
+            raise ConfigError(
+                f"callbacks.last_checkpoint.every_n_minutes={m!r}: must be minutes > 0, auto "
+                "(30 on GPU, steps on CPU) or null (every_n_train_steps)"
+            )
         super().__init__(**kw)
         self.every_n_minutes, self.minutes = m, None
 

@@ -5,15 +5,24 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
 from clap_train.prompts import DEFAULT_TEMPLATE, DEFAULT_TEMPLATES
 
 
 def cmd_make_synthetic(args) -> int:
     from clap_train.data.synthetic import SyntheticSpec, ensure_synthetic
 
-    root = ensure_synthetic(SyntheticSpec(root=args.out, seed=args.seed, sample_rate=args.sample_rate,
-                                          n_train={"sentences": args.n_train, "tags": args.n_train // 2},
-                                          n_valid=args.n_valid, n_test=args.n_test, shard_size=args.shard_size))
+    root = ensure_synthetic(
+        SyntheticSpec(
+            root=args.out,
+            seed=args.seed,
+            sample_rate=args.sample_rate,
+            n_train={"sentences": args.n_train, "tags": args.n_train // 2},
+            n_valid=args.n_valid,
+            n_test=args.n_test,
+            shard_size=args.shard_size,
+        )
+    )
     print(f"synthetic set ready at {root}")
     return 0
 
@@ -25,9 +34,13 @@ def cmd_check_data(args) -> int:
     from clap_train.data.check import check_shards, format_report, save_json, verdict
 
     caption_key = args.caption_key if len(args.caption_key) > 1 else args.caption_key[0]
-    rep = check_shards(args.shards, caption_key=caption_key, tag_templates=args.tag_template,
-                       max_seconds=args.max_seconds,
-                       progress=lambda xs: tqdm(xs, desc="shards", unit="shard", disable=not sys.stderr.isatty()))
+    rep = check_shards(
+        args.shards,
+        caption_key=caption_key,
+        tag_templates=args.tag_template,
+        max_seconds=args.max_seconds,
+        progress=lambda xs: tqdm(xs, desc="shards", unit="shard", disable=not sys.stderr.isatty()),
+    )
     print(format_report(rep))
     ok, why = verdict(rep, args.max_bad_fraction)
     print(("OK: " if ok else "CANNOT TRAIN: ") + why)
@@ -45,8 +58,9 @@ def _progress():
 def _model(args):
     from clap_train.checkpoints.load import load_model
 
-    model = load_model(args.checkpoint, map_location=args.device, trust_checkpoint=args.trust_checkpoint,
-                       tokenizer=args.tokenizer)
+    model = load_model(
+        args.checkpoint, map_location=args.device, trust_checkpoint=args.trust_checkpoint, tokenizer=args.tokenizer
+    )
     return model.eval()
 
 
@@ -66,12 +80,21 @@ def cmd_make_shards(args) -> int:
 
     from clap_train.data.make_shards import MakeShardsSpec, format_report, make_shards
 
-    spec = MakeShardsSpec(sample_rate=args.sample_rate, splits=_parse_splits(args.splits), seed=args.seed,
-                          templates=tuple(args.template or DEFAULT_TEMPLATES), shard_size=args.shard_size,
-                          workers=args.workers, min_seconds=args.min_seconds, max_seconds=args.max_seconds,
-                          classes_from_dirs=not args.no_classes_from_dirs, codec=args.codec)
-    rep = make_shards(args.input, args.out_dir, spec,
-                      progress=lambda it, n: tqdm(it, total=n, desc="files", unit="file"))
+    spec = MakeShardsSpec(
+        sample_rate=args.sample_rate,
+        splits=_parse_splits(args.splits),
+        seed=args.seed,
+        templates=tuple(args.template or DEFAULT_TEMPLATES),
+        shard_size=args.shard_size,
+        workers=args.workers,
+        min_seconds=args.min_seconds,
+        max_seconds=args.max_seconds,
+        classes_from_dirs=not args.no_classes_from_dirs,
+        codec=args.codec,
+    )
+    rep = make_shards(
+        args.input, args.out_dir, spec, progress=lambda it, n: tqdm(it, total=n, desc="files", unit="file")
+    )
     print(format_report(rep))
     out = os.path.normpath(args.out_dir)
     print(f"shards in {out}/<split>/, report in {out}/report.json")
@@ -84,8 +107,13 @@ def cmd_convert_shards(args) -> int:
 
     from clap_train.data.convert_shards import convert_shards, format_report
 
-    rep = convert_shards(args.shards, args.out_dir, codec=args.codec, workers=args.workers,
-                         progress=lambda it, n: tqdm(it, total=n, desc="shards", unit="shard"))
+    rep = convert_shards(
+        args.shards,
+        args.out_dir,
+        codec=args.codec,
+        workers=args.workers,
+        progress=lambda it, n: tqdm(it, total=n, desc="shards", unit="shard"),
+    )
     print(format_report(rep))
     print(f"report in {os.path.normpath(args.out_dir)}/convert_report.json")
     return 1 if rep.get("kept_undecodable") else 0
@@ -98,8 +126,9 @@ def _parse_splits(text: str) -> dict[str, float]:
         try:
             out[name.strip()] = float(frac)
         except ValueError:
-            raise ValueError("--splits: expected name=fraction,... (e.g. train=0.8,valid=0.1,test=0.1), "
-                             f"got {text!r}") from None
+            raise ValueError(
+                f"--splits: expected name=fraction,... (e.g. train=0.8,valid=0.1,test=0.1), got {text!r}"
+            ) from None
     return out
 
 
@@ -119,8 +148,15 @@ def cmd_zeroshot(args) -> int:
 
     listing = list_many(args.audio, classes_from_dirs=args.classes_from_dirs)
     model = _model(args)
-    res = run_zeroshot(model, listing, _classes(args, listing), args.template or list(DEFAULT_TEMPLATES),
-                       args.out, args.batch_size, _progress())
+    res = run_zeroshot(
+        model,
+        listing,
+        _classes(args, listing),
+        args.template or list(DEFAULT_TEMPLATES),
+        args.out,
+        args.batch_size,
+        _progress(),
+    )
     print(format_zeroshot(res))
     if args.out:
         print(f"predictions, confusion matrix and results in {args.out}/")
@@ -174,8 +210,17 @@ def cmd_evaluate(args) -> int:
             classes = load_classes(found)
             print(f"zero-shot classes from {found}")
     model = _model(args)
-    res = run_evaluate(model, args.shards, classes, args.template, args.caption_key if len(args.caption_key) > 1
-                       else args.caption_key[0], args.tag_template, args.out, args.batch_size, _progress())
+    res = run_evaluate(
+        model,
+        args.shards,
+        classes,
+        args.template,
+        args.caption_key if len(args.caption_key) > 1 else args.caption_key[0],
+        args.tag_template,
+        args.out,
+        args.batch_size,
+        _progress(),
+    )
     print(format_evaluate(res))
     _write_json(res, args.json)
     return 0
@@ -185,8 +230,16 @@ def cmd_benchmark(args) -> int:
     from clap_train.benchmark.suite import format_markdown, format_table, run_suite
 
     names = [n.strip() for n in args.suite.split(",") if n.strip()]
-    res = run_suite(args.checkpoint, names, args.data_root, args.batch_size, args.device, _progress(),
-                    trust_checkpoint=args.trust_checkpoint, tokenizer=args.tokenizer)
+    res = run_suite(
+        args.checkpoint,
+        names,
+        args.data_root,
+        args.batch_size,
+        args.device,
+        _progress(),
+        trust_checkpoint=args.trust_checkpoint,
+        tokenizer=args.tokenizer,
+    )
     print(format_table(res))
     _write_json(res, args.json)
     if args.markdown:
@@ -241,9 +294,11 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
         p.add_argument("--batch-size", type=int, default=16)
         p.add_argument("--tokenizer", help="RoBERTa tokenizer for a LAION .pt (default roberta-base from the hub)")
-        p.add_argument("--trust-checkpoint", action="store_true",
-                       help="allow full pickle for a file that needs it (runs code from the file: trusted "
-                            "sources only)")
+        p.add_argument(
+            "--trust-checkpoint",
+            action="store_true",
+            help="allow full pickle for a file that needs it (runs code from the file: trusted sources only)",
+        )
 
     audio_help = "audio files, folders (searched recursively) or CSV/JSONL listings with a path column"
 
@@ -251,15 +306,24 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("input", help="a folder (each sub-folder a class) or a CSV/JSONL with path, caption(s), label(s)")
     p.add_argument("out_dir")
     p.add_argument("--sample-rate", type=int, default=48000, help="rate of the written audio (every file resampled)")
-    p.add_argument("--codec", default="flac", choices=list(CODECS),
-                   help="flac (LAION's), pcm16 (16-bit WAV: ~6x cheaper to decode, 1.3-2x the bytes), or lossy "
-                        "vorbis/opus/mp3 (~8x smaller, re-encoded)")
-    p.add_argument("--splits", default="train=0.8,valid=0.1,test=0.1",
-                   help="fractions per split (stratified by label, seeded); a 'split' column wins")
+    p.add_argument(
+        "--codec",
+        default="flac",
+        choices=list(CODECS),
+        help="flac (LAION's), pcm16 (16-bit WAV: ~6x cheaper to decode, 1.3-2x the bytes), or lossy "
+        "vorbis/opus/mp3 (~8x smaller, re-encoded)",
+    )
+    p.add_argument(
+        "--splits",
+        default="train=0.8,valid=0.1,test=0.1",
+        help="fractions per split (stratified by label, seeded); a 'split' column wins",
+    )
     p.add_argument("--seed", type=int, default=0, help="the split rule's seed")
-    p.add_argument("--template", action="append",
-                   help="caption template for labelled files without captions (repeatable; default "
-                        f"{DEFAULT_TEMPLATE!r})")
+    p.add_argument(
+        "--template",
+        action="append",
+        help=f"caption template for labelled files without captions (repeatable; default {DEFAULT_TEMPLATE!r})",
+    )
     p.add_argument("--shard-size", type=int, default=512, help="samples per shard")
     p.add_argument("--workers", type=int, default=0, help="decoding processes (0: one per core)")
     p.add_argument("--min-seconds", type=float, default=0.1, help="shorter files are skipped")
@@ -270,8 +334,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("convert-shards", help="re-encode the audio of existing shards (e.g. LAION FLAC -> pcm16)")
     p.add_argument("shards", nargs="+", help="a folder of .tar shards, globs or brace patterns (local)")
     p.add_argument("out_dir", help="where the converted shards (same names) and sizes.json go")
-    p.add_argument("--codec", default="pcm16", choices=list(CODECS),
-                   help="pcm16 (16-bit WAV; FLAC 16-bit input converts bit for bit) or flac, vorbis, opus, mp3")
+    p.add_argument(
+        "--codec",
+        default="pcm16",
+        choices=list(CODECS),
+        help="pcm16 (16-bit WAV; FLAC 16-bit input converts bit for bit) or flac, vorbis, opus, mp3",
+    )
     p.add_argument("--workers", type=int, default=0, help="processes, one shard each at a time (0: one per core)")
     p.set_defaults(func=cmd_convert_shards)
 
@@ -315,13 +383,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write the results here")
     p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("benchmark",
-                       help="the published CLAP benchmarks (ESC-50, US8K, AudioCaps, Clotho) for checkpoints")
-    p.add_argument("--checkpoint", action="append", required=True,
-                   help="ours (.ckpt), LAION-CLAP .pt or a Hugging Face CLAP dir; repeat for several (one row each)")
+    p = sub.add_parser(
+        "benchmark", help="the published CLAP benchmarks (ESC-50, US8K, AudioCaps, Clotho) for checkpoints"
+    )
+    p.add_argument(
+        "--checkpoint",
+        action="append",
+        required=True,
+        help="ours (.ckpt), LAION-CLAP .pt or a Hugging Face CLAP dir; repeat for several (one row each)",
+    )
     p.add_argument("--suite", default="esc50,us8k,audiocaps,clotho", help="comma-separated data sets")
-    p.add_argument("--data-root", required=True,
-                   help="folder holding the data sets as downloaded (or make-shards output)")
+    p.add_argument(
+        "--data-root", required=True, help="folder holding the data sets as downloaded (or make-shards output)"
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--tokenizer", help="RoBERTa tokenizer for a LAION .pt (default roberta-base from the hub)")
@@ -335,8 +409,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("out", help="output directory (hf) or file (laion, ours)")
     p.add_argument("--format", required=True, choices=["hf", "laion", "ours"])
     p.add_argument("--tokenizer", help="RoBERTa tokenizer for LAION .pt input (default roberta-base from the hub)")
-    p.add_argument("--trust-checkpoint", action="store_true",
-                   help="allow full pickle for a file that needs it (runs code from the file: trusted sources only)")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow full pickle for a file that needs it (runs code from the file: trusted sources only)",
+    )
     p.set_defaults(func=cmd_export)
 
     args = ap.parse_args(argv)

@@ -22,20 +22,32 @@ def register_resolvers() -> None:
         OmegaConf.register_new_resolver("clap.suffix", _suffix)
 
 
-def check_number(key: str, value, kind: type = int, low: float | None = None, high: float | None = None,
-                 low_open: bool = False, none_ok: bool = False):
+def check_number(
+    key: str,
+    value,
+    kind: type = int,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    none_ok: bool = False,
+):
     """`value` as `kind` (int: a whole number; float: any number) within [low, high] (low excluded when
     `low_open`), else a ConfigError naming the key, the value and what is allowed. Returns the value."""
     if value is None and none_ok:
         return None
     whole = isinstance(value, int) and not isinstance(value, bool)
     ok_type = whole if kind is int else (whole or isinstance(value, float))
-    ok = ok_type and value == value and (low is None or (value > low if low_open else value >= low)) \
+    ok = (
+        ok_type
+        and value == value
+        and (low is None or (value > low if low_open else value >= low))
         and (high is None or value <= high)
+    )
     if not ok:
         what = "a whole number" if kind is int else "a number"
-        rng = (f" {'>' if low_open else '>='} {low}" if low is not None else "") + \
-              (f"{' and' if low is not None else ''} <= {high}" if high is not None else "")
+        rng = (f" {'>' if low_open else '>='} {low}" if low is not None else "") + (
+            f"{' and' if low is not None else ''} <= {high}" if high is not None else ""
+        )
         raise ConfigError(f"{key}={value!r}: must be {what}{rng}" + (" (or null)" if none_ok else ""))
     return value
 

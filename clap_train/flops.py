@@ -7,8 +7,9 @@ import time
 import torch
 
 
-def measure_peak_flops(seconds: float = 1.0, device: str | None = None, dtype: torch.dtype = torch.float32,
-                       windows: int = 3) -> float:
+def measure_peak_flops(
+    seconds: float = 1.0, device: str | None = None, dtype: torch.dtype = torch.float32, windows: int = 3
+) -> float:
     """Achieved FLOP/s of a large matmul on this device in `dtype` (fp32 under the process's TF32 setting, as
     training runs it): the yardstick MFU is measured against. Best of `windows` timed windows after a warm-up
     that also sizes the matmul: one short reading swung 2x from day to day on a shared CPU (187 vs 370)."""
@@ -42,7 +43,7 @@ def measure_peak_flops(seconds: float = 1.0, device: str | None = None, dtype: t
             a @ b
             reps += 1
         sync()
-        best = max(best, 2 * n ** 3 * reps / (time.perf_counter() - t0))
+        best = max(best, 2 * n**3 * reps / (time.perf_counter() - t0))
     return best
 
 
@@ -66,8 +67,11 @@ class flop_counter:
         from torch.nn.attention import SDPBackend, sdpa_kernel
         from torch.utils.flop_counter import FlopCounterMode
 
-        self.parts = [torch.compiler.set_stance("force_eager"), sdpa_kernel(SDPBackend.MATH),
-                      FlopCounterMode(display=False)]
+        self.parts = [
+            torch.compiler.set_stance("force_eager"),
+            sdpa_kernel(SDPBackend.MATH),
+            FlopCounterMode(display=False),
+        ]
         for p in self.parts:
             p.__enter__()
         return self.parts[-1]

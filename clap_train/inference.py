@@ -3,8 +3,8 @@ reported (never silently dropped). The commands in cli.py are thin wrappers over
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 import numpy as np
 import torch
@@ -28,13 +28,18 @@ def tqdm_progress(it: Iterable, total: int, desc: str) -> Iterable:
 
 @dataclass
 class AudioEmbeddings:
-    emb: torch.Tensor                                   # [N, D], L2-normalised, rows = `items`
+    emb: torch.Tensor  # [N, D], L2-normalised, rows = `items`
     items: list[AudioItem]
-    skipped: list[dict] = field(default_factory=list)   # {"path", "reason", "detail"}
+    skipped: list[dict] = field(default_factory=list)  # {"path", "reason", "detail"}
 
 
-def embed_items(model: CLAP, items: list[AudioItem], batch_size: int = 16, progress: Progress = no_progress,
-                max_seconds: float = 3600.0) -> AudioEmbeddings:
+def embed_items(
+    model: CLAP,
+    items: list[AudioItem],
+    batch_size: int = 16,
+    progress: Progress = no_progress,
+    max_seconds: float = 3600.0,
+) -> AudioEmbeddings:
     """Read (any format, rate, channels), resample to the model rate, embed as at evaluation (start crop or
     repeat-pad; fusion models see long clips whole)."""
     spec = ReadSpec(sample_rate=model.sample_rate, min_seconds=0.0, max_seconds=max_seconds)
@@ -72,8 +77,14 @@ def top_k(queries: torch.Tensor, items: torch.Tensor, k: int) -> tuple[np.ndarra
 
 
 @torch.no_grad()
-def embed_shards(model: CLAP, shards: list[str], caption_key="text", tag_templates: list[str] | None = None,
-                 batch_size: int = 32, progress: Progress = no_progress) -> dict:
+def embed_shards(
+    model: CLAP,
+    shards: list[str],
+    caption_key="text",
+    tag_templates: list[str] | None = None,
+    batch_size: int = 32,
+    progress: Progress = no_progress,
+) -> dict:
     """Every sample of a shard set once, as evaluation sees it (start crop, all captions).
     Returns {"keys", "audio" [N, D], "text" [M, D], "captions" [M], "owner" [M], "tags", "skips"}.
     One process, so every skip is counted here and reported."""
@@ -81,15 +92,27 @@ def embed_shards(model: CLAP, shards: list[str], caption_key="text", tag_templat
     from clap_train.data.decode import AudioSpec
     from clap_train.data.stream import SourceSpec, StreamOpts
 
-    src = SourceSpec(name="eval", shards=shards, weight=1.0, caption_key=caption_key, tag_key="tag",
-                     tag_templates=list(tag_templates or ["{}"]), resample=False)
+    src = SourceSpec(
+        name="eval",
+        shards=shards,
+        weight=1.0,
+        caption_key=caption_key,
+        tag_key="tag",
+        tag_templates=list(tag_templates or ["{}"]),
+        resample=False,
+    )
     audio = AudioSpec(sample_rate=model.sample_rate, clip_seconds=model.clip_seconds, fusion=model.audio_branch.fusion)
     ds = EvalStream(src, audio, StreamOpts(), batch_size, 0, 1, model.tokenizer)
     dev = next(model.parameters()).device
     keys, A, T, O, tags, caps = [], [], [], [], [], []
     for batch in progress(ds, 0, "batches"):
-        a, t, _ = model({"audio": batch["audio"].to(dev), "audio_len": batch["audio_len"].to(dev),
-                         "text": {k: v.to(dev) for k, v in batch["text"].items()}})
+        a, t, _ = model(
+            {
+                "audio": batch["audio"].to(dev),
+                "audio_len": batch["audio_len"].to(dev),
+                "text": {k: v.to(dev) for k, v in batch["text"].items()},
+            }
+        )
         O.append(batch["caption_owner"] + len(keys))
         keys += batch["key"]
         tags += batch["tags"]
@@ -98,5 +121,12 @@ def embed_shards(model: CLAP, shards: list[str], caption_key="text", tag_templat
         T.append(t.float().cpu())
     if not keys:
         raise ValueError(f"no usable samples in {len(shards)} shard(s) (skipped: {dict(ds.skips.counts) or 'none'})")
-    return {"keys": keys, "audio": torch.cat(A), "text": torch.cat(T), "owner": torch.cat(O), "tags": tags,
-            "captions": caps, "skips": dict(ds.skips.counts)}
+    return {
+        "keys": keys,
+        "audio": torch.cat(A),
+        "text": torch.cat(T),
+        "owner": torch.cat(O),
+        "tags": tags,
+        "captions": caps,
+        "skips": dict(ds.skips.counts),
+    }

@@ -17,21 +17,32 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 
+from clap_train import watchdog
 from clap_train.config import ConfigError, check_choice, check_number
+from clap_train.distributed import gather_objects, world_info
 from clap_train.eval.retrieval import retrieval_metrics
 from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
-from clap_train.distributed import gather_objects, world_info
 from clap_train.flops import flop_counter
 from clap_train.grads import average_replicated_, clip_, grad_norm
 from clap_train.loss import ContrastiveLoss
 from clap_train.model import CLAP, build_model
-from clap_train.secrets import redact
-from clap_train import watchdog
 from clap_train.prompts import DEFAULT_TEMPLATES
+from clap_train.secrets import redact
 
-OPTIM_DEFAULTS = dict(lr=1e-3, weight_decay=0.1, betas=(0.9, 0.99), eps=1e-8, warmup_steps=30, schedule="cosine",
-                      min_lr_ratio=0.0, clip_grad=1.0, accumulate=1, fused="auto", max_nonfinite=20,
-                      total_steps=None)
+OPTIM_DEFAULTS = dict(
+    lr=1e-3,
+    weight_decay=0.1,
+    betas=(0.9, 0.99),
+    eps=1e-8,
+    warmup_steps=30,
+    schedule="cosine",
+    min_lr_ratio=0.0,
+    clip_grad=1.0,
+    accumulate=1,
+    fused="auto",
+    max_nonfinite=20,
+    total_steps=None,
+)
 SCHEDULES = ("cosine", "constant")
 
 
@@ -57,9 +68,16 @@ def check_optim(o: dict) -> dict:
 
 
 class ClapLit(L.LightningModule):
-    def __init__(self, model_cfg: dict, optim: dict | None = None, loss: dict | None = None,
-                 eval: dict | None = None, text_assets: dict | None = None, compile: dict | None = None,
-                 collective_timeout_s: float = 1200.0):
+    def __init__(
+        self,
+        model_cfg: dict,
+        optim: dict | None = None,
+        loss: dict | None = None,
+        eval: dict | None = None,
+        text_assets: dict | None = None,
+        compile: dict | None = None,
+        collective_timeout_s: float = 1200.0,
+    ):
         super().__init__()
         self.automatic_optimization = False
         unknown = set(optim or {}) - set(OPTIM_DEFAULTS)
@@ -69,8 +87,9 @@ class ClapLit(L.LightningModule):
         self.eval_cfg = dict(eval or {})
         # plain containers only: our checkpoints load with torch.load(weights_only=True)
         # secrets masked: hyperparameters go into checkpoints and to every logger
-        self.save_hyperparameters(redact({"model_cfg": model_cfg, "optim": self.optim_cfg, "loss": dict(loss or {}),
-                                          "eval": self.eval_cfg}))
+        self.save_hyperparameters(
+            redact({"model_cfg": model_cfg, "optim": self.optim_cfg, "loss": dict(loss or {}), "eval": self.eval_cfg})
+        )
         self.model: CLAP = build_model(model_cfg, text_assets)
         compile_towers(self.model, compile or {})
         self.loss_fn = ContrastiveLoss(**(loss or {}))
@@ -98,8 +117,7 @@ class ClapLit(L.LightningModule):
             return
         from clap_train.strategies import shard_model
 
-        shard_model(self.model, mesh["data_parallel"],
-                    getattr(self.trainer.strategy, "reshard_after_forward", True))
+        shard_model(self.model, mesh["data_parallel"], getattr(self.trainer.strategy, "reshard_after_forward", True))
 
     def _sharded(self) -> bool:
         return getattr(self, "_device_mesh", None) is not None
@@ -116,9 +134,13 @@ class ClapLit(L.LightningModule):
         fused = o["fused"]
         if fused == "auto":  # torch's fused kernel: on this CPU 5.6x faster than foreach (scripts/bench.py)
             fused = self.device.type in ("cuda", "cpu")
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": o["weight_decay"]},
-                                 {"params": no_decay, "weight_decay": 0.0}],
-                                lr=o["lr"], betas=tuple(o["betas"]), eps=o["eps"], fused=bool(fused) or None)
+        opt = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": o["weight_decay"]}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=o["lr"],
+            betas=tuple(o["betas"]),
+            eps=o["eps"],
+            fused=bool(fused) or None,
+        )
         # The schedule length comes from the config (run.py), not `trainer.estimated_stepping_batches`:
         # that would build the train loader before a resumed loader state is restored.
         total = int(o["total_steps"] or 1)
@@ -195,7 +217,8 @@ class ClapLit(L.LightningModule):
         def cut(x, i):
             if isinstance(x, dict):
                 return {kk: cut(v, i) for kk, v in x.items()}
-            return x[i * m:(i + 1) * m]
+            return x[i * m : (i + 1) * m]
+
         return [cut({kk: batch[kk] for kk in ("audio", "audio_len", "text")}, i) for i in range(k)]
 
     def _loss_and_backward(self, batch: dict) -> torch.Tensor:
@@ -248,8 +271,10 @@ class ClapLit(L.LightningModule):
         opt.zero_grad(set_to_none=True)
         count = self.flops_per_step is None
         ctx = flop_counter() if count else nullcontext()
-        with ctx as fc, watchdog.watch(f"step {self.global_step}'s forward and backward (feature gathers, "
-                                       "gradient reduction)"):
+        with (
+            ctx as fc,
+            watchdog.watch(f"step {self.global_step}'s forward and backward (feature gathers, gradient reduction)"),
+        ):
             loss = self._loss_and_backward(batch)
         if count:
             self.flops_per_step = float(fc.get_total_flops()) if fc is not None else 0.0
@@ -266,9 +291,11 @@ class ClapLit(L.LightningModule):
                 # the skipped steps changed nothing: the weights now are the last good state
                 path = os.path.join(self.trainer.default_root_dir, "checkpoints", "nonfinite-stop.ckpt")
                 self.trainer.save_checkpoint(path)
-                raise RuntimeError(f"{self.nonfinite_in_a_row} optimiser steps in a row had a non-finite loss or "
-                                   f"gradient; stopping. The last good state is in {path} "
-                                   "(lower optim.lr, or check the data)")
+                raise RuntimeError(
+                    f"{self.nonfinite_in_a_row} optimiser steps in a row had a non-finite loss or "
+                    f"gradient; stopping. The last good state is in {path} "
+                    "(lower optim.lr, or check the data)"
+                )
         bs = batch["audio"].shape[0]
         # not prog_bar: Lightning converts progress-bar values to numbers after every batch (a host sync each
         # step); callbacks.ProgressBar reads `last_loss` only when it redraws
@@ -294,8 +321,10 @@ class ClapLit(L.LightningModule):
         # preemption flag rides along, so the step reads the device once (the only host sync of a step)
         if self.trainer.world_size > 1:
             names = sorted(self.step_votes)
-            flags = torch.stack([(~ok).float()] + [loss.new_full((), float(bool(self.step_votes[n]())),
-                                                                   dtype=torch.float32) for n in names])
+            flags = torch.stack(
+                [(~ok).float()]
+                + [loss.new_full((), float(bool(self.step_votes[n]())), dtype=torch.float32) for n in names]
+            )
             with watchdog.watch(f"the all-ranks finite check of step {self.global_step} (with {', '.join(names)})"):
                 bad, *agreed = self.trainer.strategy.reduce(flags, reduce_op="max").tolist()
             ok, self.agreed = not bad, {n: bool(a) for n, a in zip(names, agreed)}
@@ -331,8 +360,9 @@ class ClapLit(L.LightningModule):
         a = F.normalize(self.model.audio_features(batch["audio"], batch["audio_len"]), dim=-1).float().cpu()
         t = F.normalize(self.model.text_features(batch["text"]), dim=-1).float().cpu()
         src = batch["source"][0]
-        st = self._eval_store.setdefault(src, {"keys": [], "audio": [], "text": [], "owner": [], "tags": [],
-                                               "captions": []})
+        st = self._eval_store.setdefault(
+            src, {"keys": [], "audio": [], "text": [], "owner": [], "tags": [], "captions": []}
+        )
         offset = len(st["keys"])
         st["keys"] += batch["key"]
         st["tags"] += batch["tags"]
@@ -368,8 +398,9 @@ class ClapLit(L.LightningModule):
         prompts: dict[tuple, torch.Tensor] = {}  # sources sharing a class list encode its prompts once
         arrays = self.eval_arrays[stage] = {}
         for src in sorted(sources):
-            keys, audio, text, owner, tags, captions = _gather_dedup(store.get(src), self.model.embed_dim,
-                                                                     f"the {stage} outputs of {src}")
+            keys, audio, text, owner, tags, captions = _gather_dedup(
+                store.get(src), self.model.embed_dim, f"the {stage} outputs of {src}"
+            )
             if not keys:
                 continue
             m = retrieval_metrics(audio, text, owner)
@@ -394,8 +425,10 @@ class ClapLit(L.LightningModule):
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
         # 0-d temperatures in files, 1-element parameters under DeepSpeed (strategies.one_element_scalars)
         own = {k: p.shape for k, p in self.named_parameters()}
-        fit = {k: v.reshape(own[k]) if k in own and v.shape != own[k] and v.numel() == 1 == own[k].numel() else v
-               for k, v in state_dict.items()}
+        fit = {
+            k: v.reshape(own[k]) if k in own and v.shape != own[k] and v.numel() == 1 == own[k].numel() else v
+            for k, v in state_dict.items()
+        }
         return super().load_state_dict(fit, strict=strict, assign=assign)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -437,8 +470,10 @@ def compile_towers(model: CLAP, cfg: dict) -> None:
         raise ConfigError(f"compile: unknown key(s) {sorted(bad)}; valid keys: {sorted(COMPILE_KEYS)}")
     multiple = cfg.get("text_pad_multiple", 16)
     if multiple is not None and (isinstance(multiple, bool) or not isinstance(multiple, int) or multiple < 1):
-        raise ConfigError(f"compile.text_pad_multiple={multiple!r}: must be a whole number >= 1, or null to "
-                          "pad captions to each batch's longest")
+        raise ConfigError(
+            f"compile.text_pad_multiple={multiple!r}: must be a whole number >= 1, or null to "
+            "pad captions to each batch's longest"
+        )
     if not cfg.get("enabled"):
         return
     kw = {k: cfg[k] for k in ("backend", "mode", "dynamic", "fullgraph") if cfg.get(k) is not None}
@@ -469,8 +504,14 @@ def _gather_dedup(st: dict | None, dim: int, what: str):
     """Concatenate this rank's eval outputs (None: it had no batches), gather every rank's, keep each
     sample key once."""
     if st:
-        local = (st["keys"], torch.cat(st["audio"]), torch.cat(st["text"]), torch.cat(st["owner"]), st["tags"],
-                 st["captions"])
+        local = (
+            st["keys"],
+            torch.cat(st["audio"]),
+            torch.cat(st["text"]),
+            torch.cat(st["owner"]),
+            st["tags"],
+            st["captions"],
+        )
     else:
         local = ([], torch.zeros(0, dim), torch.zeros(0, dim), torch.zeros(0, dtype=torch.long), [], [])
     parts = gather_objects(local, what)

@@ -31,8 +31,9 @@ def wandb_logger(project: str, name: str, save_dir: str, offline: bool | None = 
     if offline is None:
         offline = os.environ.get("WANDB_MODE") == "offline" or not _wandb_has_key()
     os.makedirs(save_dir, exist_ok=True)
-    return WandbLogger(project=project, name=name, save_dir=save_dir, offline=offline,
-                       id=run_id(name, save_dir), resume="allow", **kw)
+    return WandbLogger(
+        project=project, name=name, save_dir=save_dir, offline=offline, id=run_id(name, save_dir), resume="allow", **kw
+    )
 
 
 def csv_logger(save_dir: str, name: str = "csv", flush_logs_every_n_steps: int = 1):
@@ -56,7 +57,9 @@ def csv_logger(save_dir: str, name: str = "csv", flush_logs_every_n_steps: int =
                 self._experiment = AppendingWriter(log_dir=self.log_dir)
             return self._experiment
 
-    return ResumableCSVLogger(save_dir=save_dir, name=name, version="", flush_logs_every_n_steps=flush_logs_every_n_steps)
+    return ResumableCSVLogger(
+        save_dir=save_dir, name=name, version="", flush_logs_every_n_steps=flush_logs_every_n_steps
+    )
 
 
 def drop_rows_from_step(metrics_csv: str, step: int, pending: dict | None = None) -> int:
@@ -70,8 +73,12 @@ def drop_rows_from_step(metrics_csv: str, step: int, pending: dict | None = None
     keep = [r for r in rows if not r.get("step") or int(float(r["step"])) < step]
     dropped = len(rows) - len(keep)
     changed = dropped > 0
-    if pending and not any(r.get("step") and int(float(r["step"])) == pending["step"] and
-                           any(r.get(k) not in (None, "") for k in pending if k != "step") for r in keep):
+    if pending and not any(
+        r.get("step")
+        and int(float(r["step"])) == pending["step"]
+        and any(r.get(k) not in (None, "") for k in pending if k != "step")
+        for r in keep
+    ):
         fields += [k for k in pending if k not in fields]
         keep.append({k: v for k, v in pending.items()})
         keep.sort(key=lambda r: int(float(r["step"])) if r.get("step") not in (None, "") else -1)

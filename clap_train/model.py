@@ -7,7 +7,7 @@ Parameter names follow LAION-CLAP (`audio_branch`, `text_branch`, `audio_project
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -15,11 +15,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from clap_train.audio.frontend import LogMel, pcm_to_float
-from clap_train.config import instantiate
 from clap_train.audio.fusion import fusion_mels
 from clap_train.audio.pooling import build_pooling
-from clap_train.text.tower import TextTower
+from clap_train.config import instantiate
 from clap_train.prompts import DEFAULT_TEMPLATES
+from clap_train.text.tower import TextTower
 
 
 def projection(d_in: int, d_out: int) -> nn.Sequential:
@@ -27,9 +27,19 @@ def projection(d_in: int, d_out: int) -> nn.Sequential:
 
 
 class CLAP(nn.Module):
-    def __init__(self, frontend: LogMel, audio_encoder: nn.Module, pooling: nn.Module, text_encoder: TextTower,
-                 embed_dim: int = 512, logit_scale_init: float = 1 / 0.07, logit_scale_max: float = 100.0,
-                 clip_seconds: float = 10.0, mask_padding: bool = False, fusion_force_longer: bool = True):
+    def __init__(
+        self,
+        frontend: LogMel,
+        audio_encoder: nn.Module,
+        pooling: nn.Module,
+        text_encoder: TextTower,
+        embed_dim: int = 512,
+        logit_scale_init: float = 1 / 0.07,
+        logit_scale_max: float = 100.0,
+        clip_seconds: float = 10.0,
+        mask_padding: bool = False,
+        fusion_force_longer: bool = True,
+    ):
         super().__init__()
         self.frontend, self.audio_branch, self.pooling = frontend, audio_encoder, pooling
         self.text_branch = text_encoder
@@ -60,12 +70,13 @@ class CLAP(nn.Module):
         f64 = next(self.audio_branch.parameters()).dtype == torch.float64
         audio = pcm_to_float(audio, torch.float64 if f64 else torch.float32)
         if self.audio_branch.fusion:  # long clips: global view + 3 local crops (audio/fusion.py)
-            mel, longer = fusion_mels(self.frontend, audio, audio_len, self.clip_samples, self.training,
-                                      self.fusion_force_longer)
+            mel, longer = fusion_mels(
+                self.frontend, audio, audio_len, self.clip_samples, self.training, self.fusion_force_longer
+            )
             frames = self.audio_branch(self._to_tower(mel), longer)  # via __call__: FSDP hooks run on forward
             return self.audio_projection(self.audio_branch.post_pool(self.pooling(frames, None)))
-        mel = self.frontend(audio)                                   # [B, T, F], fp32
-        frames = self.audio_branch(self._to_tower(mel))              # [B, T', C] (via __call__: FSDP hooks)
+        mel = self.frontend(audio)  # [B, T, F], fp32
+        frames = self.audio_branch(self._to_tower(mel))  # [B, T', C] (via __call__: FSDP hooks)
         mask = None
         if self.mask_padding and audio_len is not None:
             valid = (audio_len // self.frontend.hop_length + 1).clamp(max=mel.shape[1])
@@ -92,8 +103,9 @@ class CLAP(nn.Module):
 
     # --- user API ------------------------------------------------------------------------------------
     @torch.no_grad()
-    def encode_audio(self, waveforms, sample_rate: int | None = None, lengths: Sequence[int] | None = None,
-                     batch_size: int = 32) -> torch.Tensor:
+    def encode_audio(
+        self, waveforms, sample_rate: int | None = None, lengths: Sequence[int] | None = None, batch_size: int = 32
+    ) -> torch.Tensor:
         """Waveforms `[B, T]` (float, any rate) or a list of 1-D clips -> L2-normalised `[B, D]`.
 
         Clips are resampled to the model rate, then cropped from the start or repeat-padded to the
@@ -108,7 +120,7 @@ class CLAP(nn.Module):
         out, dev = [], next(self.parameters()).device
         for i in range(0, len(clips), batch_size):
             chunk, lens = [], []
-            for c in clips[i:i + batch_size]:
+            for c in clips[i : i + batch_size]:
                 if sr != self.sample_rate:
                     import soxr
 
@@ -128,13 +140,12 @@ class CLAP(nn.Module):
         dev = next(self.parameters()).device
         out = []
         for i in range(0, len(texts), batch_size):
-            tok = {k: v.to(dev) for k, v in self.tokenizer(list(texts[i:i + batch_size])).items()}
+            tok = {k: v.to(dev) for k, v in self.tokenizer(list(texts[i : i + batch_size])).items()}
             out.append(F.normalize(self.text_features(tok), dim=-1))
         return torch.cat(out)
 
     @torch.no_grad()
-    def class_embeddings(self, classes: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES
-                         ) -> torch.Tensor:
+    def class_embeddings(self, classes: Sequence[str], templates: Sequence[str] = DEFAULT_TEMPLATES) -> torch.Tensor:
         """Zero-shot class prototypes `[C, D]`: each template filled with each class name, the template
         embeddings averaged per class (a prompt ensemble) and re-normalised."""
         embs = [self.encode_text([tpl.format(c) for c in classes]) for tpl in templates]
@@ -142,7 +153,7 @@ class CLAP(nn.Module):
 
 
 def _as_clips(waveforms, lengths) -> list[np.ndarray]:
-    if isinstance(waveforms, torch.Tensor) or isinstance(waveforms, np.ndarray):
+    if isinstance(waveforms, (torch.Tensor, np.ndarray)):
         w = torch.as_tensor(waveforms).detach().float().cpu()
         if w.ndim == 1:
             w = w[None]

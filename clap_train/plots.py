@@ -7,7 +7,6 @@ returns the PNG bytes and, given a path, writes them atomically.
 from __future__ import annotations
 
 import io
-import os
 
 import numpy as np
 
@@ -74,8 +73,15 @@ def confusion_matrix_png(cm: np.ndarray, classes: list[str], title: str, path: s
         for i in range(n):
             for j in range(n):
                 if cm[i, j]:
-                    ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=6,
-                            color="white" if rate[i, j] > 0.5 else "black")
+                    ax.text(
+                        j,
+                        i,
+                        f"{int(cm[i, j])}",
+                        ha="center",
+                        va="center",
+                        fontsize=6,
+                        color="white" if rate[i, j] > 0.5 else "black",
+                    )
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title, fontsize=9)

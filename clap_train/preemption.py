@@ -5,8 +5,8 @@ SLURMEnvironment is built with auto_requeue=False). The handler only records the
 at the next training-step boundary, where the data position and RNG states are consistent (exact resume
 needs that): every rank agrees that a signal arrived (one all-reduce per step, a single number, only
 when distributed), a checkpoint is written atomically in the run directory (the loggers flush with it,
-callbacks.FlushLogsWithCheckpoints), rank 0 asks SLURM to requeue the job, and training stops. The requeued job starts in the same deterministic run directory and
-resumes from that checkpoint (`resume=auto`).
+callbacks.FlushLogsWithCheckpoints), rank 0 asks SLURM to requeue the job, and training stops. The
+requeued job starts in the same deterministic run directory and resumes from that checkpoint (`resume=auto`).
 """
 
 from __future__ import annotations
@@ -65,19 +65,25 @@ class Preemption(L.Callback):
         if not agree(trainer, pl_module, "stop", self.received is not None):
             return
         step = trainer.global_step
-        path = os.path.join(self.dirpath or os.path.join(trainer.default_root_dir, "checkpoints"),
-                            f"step{step:07d}.ckpt")
+        path = os.path.join(
+            self.dirpath or os.path.join(trainer.default_root_dir, "checkpoints"), f"step{step:07d}.ckpt"
+        )
         trainer.save_checkpoint(path)  # atomic (AtomicCheckpointIO), loggers flushed with it; every rank
         self.stopped_at = step
         if trainer.is_global_zero:
-            log.warning("signal %s: checkpoint %s written at step %d",
-                        signal.Signals(self.received).name if self.received else "(on another rank)", path, step)
+            log.warning(
+                "signal %s: checkpoint %s written at step %d",
+                signal.Signals(self.received).name if self.received else "(on another rank)",
+                path,
+                step,
+            )
             job = slurm_job_id()
             if self.requeue and job:
                 res = subprocess.run(["scontrol", "requeue", job], capture_output=True, text=True)
                 if res.returncode == 0:
                     log.warning("requeued SLURM job %s; it resumes from %s", job, path)
                 else:
-                    log.error("scontrol requeue %s failed (%s): resume by hand with the same command",
-                              job, res.stderr.strip())
+                    log.error(
+                        "scontrol requeue %s failed (%s): resume by hand with the same command", job, res.stderr.strip()
+                    )
         trainer.should_stop = True

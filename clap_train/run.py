@@ -29,9 +29,12 @@ log = logging.getLogger("clap_train")
 
 # Warnings that do not apply to this design: our IterableDataset gives every worker its own slot and
 # length, and with manual optimisation the checkpoint is taken after the step on purpose.
-for _msg in (".*`IterableDataset` has `__len__` defined.*", ".*ModelCheckpoint with manual optimization.*",
-             ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
-             ".*module\\(s\\) in eval mode at the start of training.*"):  # frozen stages stay in eval on purpose
+for _msg in (
+    ".*`IterableDataset` has `__len__` defined.*",
+    ".*ModelCheckpoint with manual optimization.*",
+    ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
+    ".*module\\(s\\) in eval mode at the start of training.*",
+):  # frozen stages stay in eval on purpose
     warnings.filterwarnings("ignore", message=_msg)
 
 
@@ -79,13 +82,20 @@ def run(cfg: DictConfig) -> dict:
     optim = plain(cfg.optim)
     if not optim.get("total_steps"):
         max_steps = int(cfg.trainer.get("max_steps") or -1)
-        optim["total_steps"] = max_steps if max_steps > 0 else \
-            int(cfg.trainer.max_epochs) * dm.resolve_steps_per_epoch()
+        optim["total_steps"] = (
+            max_steps if max_steps > 0 else int(cfg.trainer.max_epochs) * dm.resolve_steps_per_epoch()
+        )
     timeout = (cfg.get("distributed") or {}).get("timeout_s", 1200)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ConfigError(f"distributed.timeout_s={timeout!r}: must be a number of seconds > 0")
-    lit = ClapLit(plain(cfg.model), optim=optim, loss=plain(cfg.loss), eval=plain(cfg.eval),
-                  compile=plain(cfg.get("compile")), collective_timeout_s=timeout)
+    lit = ClapLit(
+        plain(cfg.model),
+        optim=optim,
+        loss=plain(cfg.loss),
+        eval=plain(cfg.eval),
+        compile=plain(cfg.get("compile")),
+        collective_timeout_s=timeout,
+    )
     if cfg.get("init_from"):
         try:
             init_weights(lit.model, cfg.init_from, log=log.info, trust=bool(cfg.get("trust_checkpoint")))
@@ -93,8 +103,9 @@ def run(cfg: DictConfig) -> dict:
             raise ConfigError(f"init_from: {e}") from None
     dm.bind(lit.model.tokenizer)
     if dm.audio.sample_rate != lit.model.sample_rate:
-        raise ConfigError(f"data.audio.sample_rate={dm.audio.sample_rate} but the model runs at "
-                          f"{lit.model.sample_rate} Hz")
+        raise ConfigError(
+            f"data.audio.sample_rate={dm.audio.sample_rate} but the model runs at {lit.model.sample_rate} Hz"
+        )
 
     ckpt_dir = os.path.join(run_dir, "checkpoints")
     named = {name: build(c) for name, c in (cfg.get("callbacks") or {}).items() if c}
@@ -109,11 +120,14 @@ def run(cfg: DictConfig) -> dict:
     trainer = build_trainer(cfg, run_dir, callbacks, loggers)
     world, k = trainer.world_size, int(cfg.optim.accumulate)
     if k > 1 and type(trainer.strategy).__name__.startswith("DeepSpeed"):
-        raise ConfigError("optim.accumulate>1 (contrastive accumulation) needs one backward per micro-batch, "
-                          "which DeepSpeed's engine does not allow; use trainer=fsdp or trainer=ddp")
+        raise ConfigError(
+            "optim.accumulate>1 (contrastive accumulation) needs one backward per micro-batch, "
+            "which DeepSpeed's engine does not allow; use trainer=fsdp or trainer=ddp"
+        )
     if dm.batch_size % (world * k):
-        raise ConfigError(f"data.batch_size={dm.batch_size} (global) must divide by world size {world} x "
-                          f"optim.accumulate={k}")
+        raise ConfigError(
+            f"data.batch_size={dm.batch_size} (global) must divide by world size {world} x optim.accumulate={k}"
+        )
     with open(os.path.join(run_dir, "config.yaml"), "w") as f:  # resolved, with secrets masked
         f.write(OmegaConf.to_yaml(OmegaConf.create(redact(plain(cfg)))))
 
@@ -129,14 +143,19 @@ def run(cfg: DictConfig) -> dict:
             _drop_logged_after(run_dir, ck)
     trainer.fit(lit, datamodule=dm, ckpt_path=resume)
     fit_s = time.time() - t0
-    preempted = next((cb.stopped_at for cb in callbacks if isinstance(cb, Preemption) and cb.stopped_at is not None),
-                     None)
+    preempted = next(
+        (cb.stopped_at for cb in callbacks if isinstance(cb, Preemption) and cb.stopped_at is not None), None
+    )
     if preempted is not None:  # the requeued job resumes from the checkpoint just written
         log.warning("stopped at step %d by a preemption signal; not testing", preempted)
         return {"run_dir": run_dir, "preempted_at": preempted, "global_step": trainer.global_step}
 
-    results = {"run_dir": run_dir, "fit_seconds": fit_s, "global_step": trainer.global_step,
-               "val": lit.last_eval.get("val", {})}
+    results = {
+        "run_dir": run_dir,
+        "fit_seconds": fit_s,
+        "global_step": trainer.global_step,
+        "val": lit.last_eval.get("val", {}),
+    }
     best = _best_checkpoint(trainer)
     results["checkpoint"] = best or os.path.join(ckpt_dir, "last.ckpt")
     if cfg.get("test_after_fit", True) and dm.cfg_test:
@@ -144,8 +163,9 @@ def run(cfg: DictConfig) -> dict:
         trainer.test(lit, datamodule=dm, verbose=False, **kw)
         results["test"] = lit.last_eval.get("test", {})
     plots = os.path.join(run_dir, "plots")
-    results["plots"] = sorted(os.path.join(plots, f) for f in os.listdir(plots) if f.endswith(".png")) \
-        if os.path.isdir(plots) else []
+    results["plots"] = (
+        sorted(os.path.join(plots, f) for f in os.listdir(plots) if f.endswith(".png")) if os.path.isdir(plots) else []
+    )
     results["wall_seconds"] = time.time() - t0
     results["chance"] = {k: v for k, v in results.get("test", {}).items() if k.endswith("zeroshot_chance")}
     if trainer.is_global_zero:

@@ -18,8 +18,10 @@ def redact(obj, _values: set[str] | None = None):
     """A copy of a plain container with secret-named keys masked and secret values cut out of strings."""
     values = secret_values() if _values is None else _values
     if isinstance(obj, dict):
-        return {k: (MASK if SECRET_NAME.search(str(k)) and obj[k] not in (None, "") else redact(v, values))
-                for k, v in obj.items()}
+        return {
+            k: (MASK if SECRET_NAME.search(str(k)) and obj[k] not in (None, "") else redact(v, values))
+            for k, v in obj.items()
+        }
     if isinstance(obj, (list, tuple)):
         return type(obj)(redact(v, values) for v in obj)
     if isinstance(obj, str):

@@ -9,13 +9,22 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from lightning.pytorch.strategies import ModelParallelStrategy
 import torch
+from lightning.pytorch.strategies import ModelParallelStrategy
 from torch import nn
 
 # Names rather than imports: the text layer class depends on the configured Hugging Face model.
-BLOCK_CLASS_NAMES = ("SwinBlock", "ConvBlock", "BertLayer", "RobertaLayer", "XLMRobertaLayer", "ClapTextLayer",
-                     "MPNetLayer", "DistilBertLayer", "TransformerBlock")
+BLOCK_CLASS_NAMES = (
+    "SwinBlock",
+    "ConvBlock",
+    "BertLayer",
+    "RobertaLayer",
+    "XLMRobertaLayer",
+    "ClapTextLayer",
+    "MPNetLayer",
+    "DistilBertLayer",
+    "TransformerBlock",
+)
 
 
 def is_block(module: nn.Module) -> bool:
@@ -66,8 +75,9 @@ def deepspeed(stage: int = 2, offload_optimizer: bool = False, offload_parameter
     try:
         import deepspeed  # noqa: F401
     except ImportError:
-        raise ImportError(f"trainer=deepspeed_stage_{stage} needs DeepSpeed, an optional extra: "
-                          "pip install -e '.[deepspeed]'") from None
+        raise ImportError(
+            f"trainer=deepspeed_stage_{stage} needs DeepSpeed, an optional extra: pip install -e '.[deepspeed]'"
+        ) from None
     from lightning.pytorch.strategies import DeepSpeedStrategy
 
     class ClapDeepSpeed(DeepSpeedStrategy):
@@ -91,9 +101,8 @@ def deepspeed(stage: int = 2, offload_optimizer: bool = False, offload_parameter
         def setup_distributed(self) -> None:
             if self.root_device.type != "cpu":
                 return super().setup_distributed()
-            from lightning.fabric.utilities.seed import reset_seed
-
             import deepspeed.ops
+            from lightning.fabric.utilities.seed import reset_seed
 
             reset_seed()
             self.set_world_ranks()
@@ -125,8 +134,9 @@ def deepspeed(stage: int = 2, offload_optimizer: bool = False, offload_parameter
                 fp32_batchnorm(self.lightning_module)
             return super().init_deepspeed(*args, **kwargs)
 
-    return ClapDeepSpeed(stage=stage, offload_optimizer=offload_optimizer, offload_parameters=offload_parameters,
-                         **kwargs)
+    return ClapDeepSpeed(
+        stage=stage, offload_optimizer=offload_optimizer, offload_parameters=offload_parameters, **kwargs
+    )
 
 
 def one_element_scalars(module: nn.Module) -> None:

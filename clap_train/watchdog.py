@@ -22,7 +22,7 @@ from contextlib import contextmanager
 
 log = logging.getLogger("clap_train")
 _ABORT = "clap_train/abort"
-_active: "Watchdog | None" = None
+_active: Watchdog | None = None
 
 
 class Watchdog:
@@ -33,7 +33,7 @@ class Watchdog:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="clap_train-watchdog", daemon=True)
 
-    def start(self) -> "Watchdog":
+    def start(self) -> Watchdog:
         self._thread.start()
         return self
 
@@ -57,16 +57,20 @@ class Watchdog:
             except Exception as e:  # the store lives on rank 0: losing it means rank 0 is gone
                 if self._stop.is_set():
                     return
-                self._exit(f"rank {self.rank}: lost contact with the other ranks ({type(e).__name__}: {e}) "
-                           f"while {self.where()}")
+                self._exit(
+                    f"rank {self.rank}: lost contact with the other ranks ({type(e).__name__}: {e}) "
+                    f"while {self.where()}"
+                )
 
     def _report_and_abort(self) -> None:
         lines = []
         for r in range(self.world):
             key = f"clap_train/where/{r}"
             lines.append(f"  rank {r}: {self.store.get(key).decode() if self.store.check([key]) else 'unknown'}")
-        msg = (f"rank {self.rank} waited more than {self.timeout_s:.0f} s (distributed.timeout_s) in "
-               f"{self.label} during {self.phase}: some rank never reached it.\n" + "\n".join(lines))
+        msg = (
+            f"rank {self.rank} waited more than {self.timeout_s:.0f} s (distributed.timeout_s) in "
+            f"{self.label} during {self.phase}: some rank never reached it.\n" + "\n".join(lines)
+        )
         self.store.set(_ABORT, f"because {msg}")
         print(f"error: collective time-out: {msg}", file=sys.stderr, flush=True)
         time.sleep(2 * self.poll_s)  # the store lives on rank 0: let the other ranks read the abort first
@@ -154,4 +158,5 @@ def _watched(fn, name: str):
         where = f"{os.path.basename(f.f_code.co_filename)}:{f.f_lineno} {f.f_code.co_name}"
         with watch(f"strategy.{name} called from {where}"):
             return fn(*args, **kwargs)
+
     return call

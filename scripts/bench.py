@@ -46,9 +46,11 @@ def line(part: str, what: str, ours: float, theirs: float, unit: str, higher_is_
     ratio = ours / theirs if higher_is_better else theirs / ours
     row = {"part": part, "what": what, "ours": ours, "theirs": theirs, "unit": unit, "ratio": ratio, **extra}
     LINES.append(row)
-    print(f"  {what:58s} ours {ours:10.4g} {unit:10s} theirs {theirs:10.4g}  ratio {ratio:6.2f}"
-          + (f"  MFU ours {extra['mfu_ours']:.3f} theirs {extra['mfu_theirs']:.3f}" if "mfu_ours" in extra else ""),
-          flush=True)
+    print(
+        f"  {what:58s} ours {ours:10.4g} {unit:10s} theirs {theirs:10.4g}  ratio {ratio:6.2f}"
+        + (f"  MFU ours {extra['mfu_ours']:.3f} theirs {extra['mfu_theirs']:.3f}" if "mfu_ours" in extra else ""),
+        flush=True,
+    )
     return row
 
 
@@ -100,10 +102,20 @@ def _train_stream(shards, batch, steps, sr, clip):
     from clap_train.data.decode import AudioSpec
     from clap_train.data.stream import SourceSpec, StreamOpts
 
-    src = SourceSpec(name="bench", shards=shards, weight=1.0, caption_key="text", tag_key="tag", tag_templates=["{}"],
-                     resample=True)
-    return TrainStream([src], AudioSpec(sample_rate=sr, clip_seconds=clip), StreamOpts(seed=0, buffer_samples=64),
-                       batch, steps, 0, 1, 1, _tokenizer())
+    src = SourceSpec(
+        name="bench", shards=shards, weight=1.0, caption_key="text", tag_key="tag", tag_templates=["{}"], resample=True
+    )
+    return TrainStream(
+        [src],
+        AudioSpec(sample_rate=sr, clip_seconds=clip),
+        StreamOpts(seed=0, buffer_samples=64),
+        batch,
+        steps,
+        0,
+        1,
+        1,
+        _tokenizer(),
+    )
 
 
 def _rss_child(shards, batch, steps, sr, clip, every, q):
@@ -112,7 +124,7 @@ def _rss_child(shards, batch, steps, sr, clip, every, q):
     for i, _ in enumerate(iter(_train_stream(shards, batch, steps, sr, clip))):
         if i % every == 0:
             with open("/proc/self/statm") as f:
-                out.append(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2 ** 20)
+                out.append(int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20)
     q.put(out)
 
 
@@ -152,23 +164,52 @@ def bench_data(a) -> None:
 
         t = interleaved({"ours": ours, "floor": floor, "full": floor_full}, a.reps)
         per = {k: (steps * batch if k == "ours" else len(members)) / v for k, v in t.items()}
-        line("data", "samples/s per worker vs soundfile crop-window decode", per["ours"], per["floor"], "samples/s",
-             True, goal=0.8, n_members=len(members), clip_seconds=clip, batch=batch)
-        line("data", "samples/s per worker vs soundfile whole-file decode", per["ours"], per["full"], "samples/s", True,
-             n_members=len(members))
+        line(
+            "data",
+            "samples/s per worker vs soundfile crop-window decode",
+            per["ours"],
+            per["floor"],
+            "samples/s",
+            True,
+            goal=0.8,
+            n_members=len(members),
+            clip_seconds=clip,
+            batch=batch,
+        )
+        line(
+            "data",
+            "samples/s per worker vs soundfile whole-file decode",
+            per["ours"],
+            per["full"],
+            "samples/s",
+            True,
+            n_members=len(members),
+        )
         torch.set_num_threads(a.threads)
-        long_steps = (60 if a.quick else 600)
+        long_steps = 60 if a.quick else 600
         q = mp.get_context("forkserver").Queue()
-        p = mp.get_context("forkserver").Process(target=_rss_child, args=(shards, batch, long_steps, sr, clip,
-                                                                          max(1, long_steps // 20), q))
+        p = mp.get_context("forkserver").Process(
+            target=_rss_child, args=(shards, batch, long_steps, sr, clip, max(1, long_steps // 20), q)
+        )
         p.start()
         rss = q.get()
         p.join()
         quarter = rss[len(rss) // 4]
-        LINES.append({"part": "data", "what": "worker RSS over a long stream (MiB)", "samples": long_steps * batch,
-                      "rss_mib": rss, "peak_mib": max(rss), "growth_after_first_quarter_mib": rss[-1] - quarter})
-        print(f"  worker RSS over {long_steps * batch} samples: peak {max(rss):.0f} MiB, after the first quarter "
-              f"{quarter:.0f} -> {rss[-1]:.0f} MiB", flush=True)
+        LINES.append(
+            {
+                "part": "data",
+                "what": "worker RSS over a long stream (MiB)",
+                "samples": long_steps * batch,
+                "rss_mib": rss,
+                "peak_mib": max(rss),
+                "growth_after_first_quarter_mib": rss[-1] - quarter,
+            }
+        )
+        print(
+            f"  worker RSS over {long_steps * batch} samples: peak {max(rss):.0f} MiB, after the first quarter "
+            f"{quarter:.0f} -> {rss[-1]:.0f} MiB",
+            flush=True,
+        )
 
 
 # --- front end -------------------------------------------------------------------------------------------
@@ -178,14 +219,32 @@ def bench_frontend(a) -> None:
     from clap_train.audio.frontend import LogMel
 
     B = 4 if a.quick else 32
-    print(f"frontend: {B} clips of 10 s at 48 kHz -> 1001 x 64 log-mel; ours on {a.device}, theirs numpy on CPU",
-          flush=True)
-    wav = (torch.randn(B, 480000) * 0.1)
-    ours = LogMel(sample_rate=48000, n_fft=1024, win_length=1024, hop_length=480, n_mels=64, f_min=50, f_max=14000,
-                  mel_scale="slaney").to(a.device)
-    fe = ClapFeatureExtractor(feature_size=64, sampling_rate=48000, hop_length=480, max_length_s=10,
-                              fft_window_size=1024,
-                              frequency_min=50, frequency_max=14000, truncation="rand_trunc", padding="repeatpad")
+    print(
+        f"frontend: {B} clips of 10 s at 48 kHz -> 1001 x 64 log-mel; ours on {a.device}, theirs numpy on CPU",
+        flush=True,
+    )
+    wav = torch.randn(B, 480000) * 0.1
+    ours = LogMel(
+        sample_rate=48000,
+        n_fft=1024,
+        win_length=1024,
+        hop_length=480,
+        n_mels=64,
+        f_min=50,
+        f_max=14000,
+        mel_scale="slaney",
+    ).to(a.device)
+    fe = ClapFeatureExtractor(
+        feature_size=64,
+        sampling_rate=48000,
+        hop_length=480,
+        max_length_s=10,
+        fft_window_size=1024,
+        frequency_min=50,
+        frequency_max=14000,
+        truncation="rand_trunc",
+        padding="repeatpad",
+    )
     clips = [w.numpy() for w in wav]
     with torch.no_grad():
         m_ours = ours(wav.to(a.device)).cpu()
@@ -196,10 +255,19 @@ def bench_frontend(a) -> None:
         with torch.no_grad():
             ours(wav.to(a.device, non_blocking=True))
 
-    t = interleaved({"ours": run_ours, "hf": lambda: fe(clips, sampling_rate=48000, return_tensors="pt")}, a.reps,
-                    device=a.device)
-    line("frontend", "log-mel clips/s vs ClapFeatureExtractor", B / t["ours"], B / t["hf"], "clips/s", True,
-         batch=B, max_abs_diff_db=diff)
+    t = interleaved(
+        {"ours": run_ours, "hf": lambda: fe(clips, sampling_rate=48000, return_tensors="pt")}, a.reps, device=a.device
+    )
+    line(
+        "frontend",
+        "log-mel clips/s vs ClapFeatureExtractor",
+        B / t["ours"],
+        B / t["hf"],
+        "clips/s",
+        True,
+        batch=B,
+        max_abs_diff_db=diff,
+    )
 
 
 # --- tower -----------------------------------------------------------------------------------------------
@@ -227,8 +295,11 @@ def _autocast(a):
 
 def bench_tower(a, peak: float) -> None:
     B = a.batch or (2 if a.quick else 8)
-    print(f"tower: HTS-AT-tiny forward+backward, batch {B}, {'bf16 autocast' if a.bf16 else 'fp32'}, on {a.device}, "
-          "from the 1001 x 64 mel", flush=True)
+    print(
+        f"tower: HTS-AT-tiny forward+backward, batch {B}, {'bf16 autocast' if a.bf16 else 'fp32'}, on {a.device}, "
+        "from the 1001 x 64 mel",
+        flush=True,
+    )
     ours, hf = _htsat_pair()
     ours, hf = ours.to(a.device), hf.to(a.device)
     mel = torch.randn(B, 1001, 64, device=a.device)
@@ -248,9 +319,20 @@ def bench_tower(a, peak: float) -> None:
 
     flops = _flops(step_ours)
     t = interleaved({"ours": step_ours, "hf": step_hf}, a.reps, device=a.device)
-    line("tower", "HTS-AT-tiny fwd+bwd samples/s vs ClapAudioModel", B / t["ours"], B / t["hf"], "samples/s", True,
-         goal=1.2, batch=B, bf16=a.bf16, flops_per_step=flops, mfu_ours=flops / t["ours"] / peak,
-         mfu_theirs=flops / t["hf"] / peak)
+    line(
+        "tower",
+        "HTS-AT-tiny fwd+bwd samples/s vs ClapAudioModel",
+        B / t["ours"],
+        B / t["hf"],
+        "samples/s",
+        True,
+        goal=1.2,
+        batch=B,
+        bf16=a.bf16,
+        flops_per_step=flops,
+        mfu_ours=flops / t["ours"] / peak,
+        mfu_theirs=flops / t["hf"] / peak,
+    )
 
 
 # --- whole training step ---------------------------------------------------------------------------------
@@ -259,19 +341,30 @@ def _roberta_dir(d: str, layers: int) -> str:
     so it also runs on a GPU machine without either."""
     from clap_train.text.offline import make_roberta_dir
 
-    return make_roberta_dir(d, hidden=768, layers=layers, heads=12, max_positions=514, vocab_size=50265,
-                            intermediate=3072)
+    return make_roberta_dir(
+        d, hidden=768, layers=layers, heads=12, max_positions=514, vocab_size=50265, intermediate=3072
+    )
 
 
 def step_model_cfg(text_dir: str) -> dict:
     """HTS-AT-tiny + a RoBERTa-shaped text tower at 10 s / 48 kHz with LAION's log-mel: the step measured here
     (and the one scripts/feed.py sizes a GPU's appetite by)."""
-    return {"embed_dim": 512, "clip_seconds": 10.0,
-            "frontend": {"sample_rate": 48000, "n_fft": 1024, "win_length": 1024, "hop_length": 480,
-                         "n_mels": 64, "f_min": 50.0, "f_max": 14000.0},
-            "audio_encoder": {"_target_": "clap_train.audio.htsat.build_htsat", "name": "tiny", "drop_path_rate": 0.0},
-            "pooling": {"name": "mean"},
-            "text_encoder": {"name_or_path": text_dir, "pretrained": False, "pooling": "pooler", "max_length": 77}}
+    return {
+        "embed_dim": 512,
+        "clip_seconds": 10.0,
+        "frontend": {
+            "sample_rate": 48000,
+            "n_fft": 1024,
+            "win_length": 1024,
+            "hop_length": 480,
+            "n_mels": 64,
+            "f_min": 50.0,
+            "f_max": 14000.0,
+        },
+        "audio_encoder": {"_target_": "clap_train.audio.htsat.build_htsat", "name": "tiny", "drop_path_rate": 0.0},
+        "pooling": {"name": "mean"},
+        "text_encoder": {"name_or_path": text_dir, "pretrained": False, "pooling": "pooler", "max_length": 77},
+    }
 
 
 def bench_step(a, peak: float) -> None:
@@ -281,14 +374,18 @@ def bench_step(a, peak: float) -> None:
     from clap_train.lit import ClapLit
 
     B, layers = (a.batch or (2 if a.quick else 8)), (2 if a.quick else 12)
-    print(f"step: HTS-AT-tiny + RoBERTa ({layers} layers), batch {B}, 10 s at 48 kHz, AdamW, "
-          f"{'bf16 autocast' if a.bf16 else 'fp32'}, on {a.device}", flush=True)
+    print(
+        f"step: HTS-AT-tiny + RoBERTa ({layers} layers), batch {B}, 10 s at 48 kHz, AdamW, "
+        f"{'bf16 autocast' if a.bf16 else 'fp32'}, on {a.device}",
+        flush=True,
+    )
     rng = np.random.default_rng(0)
     wav = torch.from_numpy(rng.standard_normal((B, 480000)).astype(np.float32) * 0.1)
     with tempfile.TemporaryDirectory() as d:
         torch.manual_seed(0)
-        lit = ClapLit(step_model_cfg(_roberta_dir(d, layers)),
-                      optim={"warmup_steps": 1, "total_steps": 100, "clip_grad": 0.0})
+        lit = ClapLit(
+            step_model_cfg(_roberta_dir(d, layers)), optim={"warmup_steps": 1, "total_steps": 100, "clip_grad": 0.0}
+        )
         tok = lit.model.tokenizer([f"a sound number {i} with some words in its caption" for i in range(B)])
         batch = {"audio": wav, "audio_len": torch.full((B,), 480000), "text": tok}
         steps = a.reps + 1
@@ -309,24 +406,37 @@ def bench_step(a, peak: float) -> None:
 
         loader = DataLoader(Same(), batch_size=None)
         dev = torch.device(a.device)
-        trainer = L.Trainer(accelerator="gpu" if dev.type == "cuda" else "cpu",
-                            devices=[dev.index or 0] if dev.type == "cuda" else 1,
-                            precision="bf16-mixed" if a.bf16 else "32-true", max_steps=steps, logger=False,
-                            enable_checkpointing=False,
-                            enable_progress_bar=False, enable_model_summary=False, callbacks=[Timer()],
-                            num_sanity_val_steps=0, limit_val_batches=0)
+        trainer = L.Trainer(
+            accelerator="gpu" if dev.type == "cuda" else "cpu",
+            devices=[dev.index or 0] if dev.type == "cuda" else 1,
+            precision="bf16-mixed" if a.bf16 else "32-true",
+            max_steps=steps,
+            logger=False,
+            enable_checkpointing=False,
+            enable_progress_bar=False,
+            enable_model_summary=False,
+            callbacks=[Timer()],
+            num_sanity_val_steps=0,
+            limit_val_batches=0,
+        )
         lit.flops_per_step = 0.0  # counted below, outside the timed steps
         trainer.fit(lit, train_dataloaders=loader)
         lit.to(dev)  # Lightning moves the module back to the CPU at the end of fit
         ours_t = statistics.median(times[1:])
-        on_dev = {"audio": wav.to(a.device), "audio_len": batch["audio_len"].to(a.device),
-                  "text": {k: v.to(a.device) for k, v in tok.items()}}
+        on_dev = {
+            "audio": wav.to(a.device),
+            "audio_len": batch["audio_len"].to(a.device),
+            "text": {k: v.to(a.device) for k, v in tok.items()},
+        }
         flops = _flops(lambda: lit.model.zero_grad() or _ours_loss(lit, on_dev, a).backward())
 
-        cfg = ClapConfig(text_config=RobertaConfig(num_hidden_layers=layers, max_position_embeddings=514,
-                                                   type_vocab_size=1).to_dict(),
-                         audio_config=ClapAudioConfig(drop_path_rate=0.0, enable_fusion=False).to_dict(),
-                         projection_dim=512)
+        cfg = ClapConfig(
+            text_config=RobertaConfig(
+                num_hidden_layers=layers, max_position_embeddings=514, type_vocab_size=1
+            ).to_dict(),
+            audio_config=ClapAudioConfig(drop_path_rate=0.0, enable_fusion=False).to_dict(),
+            projection_dim=512,
+        )
         torch.manual_seed(0)
         hf = ClapModel(cfg).train().to(a.device)
         fe = ClapFeatureExtractor(feature_size=64, sampling_rate=48000, truncation="rand_trunc", padding="repeatpad")
@@ -340,17 +450,32 @@ def bench_step(a, peak: float) -> None:
             mel_t.append(time.perf_counter() - t0)
             opt.zero_grad(set_to_none=True)
             with _autocast(a):
-                out = hf(input_ids=tok["input_ids"].to(a.device), attention_mask=tok["attention_mask"].to(a.device),
-                         input_features=feats["input_features"].to(a.device), is_longer=feats["is_longer"].to(a.device),
-                         return_loss=True)
+                out = hf(
+                    input_ids=tok["input_ids"].to(a.device),
+                    attention_mask=tok["attention_mask"].to(a.device),
+                    input_features=feats["input_features"].to(a.device),
+                    is_longer=feats["is_longer"].to(a.device),
+                    return_loss=True,
+                )
             out.loss.backward()
             opt.step()
 
         hf_t = interleaved({"hf": hf_step}, a.reps, device=a.device)["hf"]
-        line("step", "training step samples/s vs ClapModel + ClapFeatureExtractor loop", B / ours_t, B / hf_t,
-             "samples/s", True, batch=B, text_layers=layers, bf16=a.bf16, flops_per_step=flops,
-             mfu_ours=flops / ours_t / peak,
-             mfu_theirs=flops / hf_t / peak, theirs_mel_seconds=statistics.median(mel_t))
+        line(
+            "step",
+            "training step samples/s vs ClapModel + ClapFeatureExtractor loop",
+            B / ours_t,
+            B / hf_t,
+            "samples/s",
+            True,
+            batch=B,
+            text_layers=layers,
+            bf16=a.bf16,
+            flops_per_step=flops,
+            mfu_ours=flops / ours_t / peak,
+            mfu_theirs=flops / hf_t / peak,
+            theirs_mel_seconds=statistics.median(mel_t),
+        )
 
 
 def _ours_loss(lit, batch, a):
@@ -395,32 +520,64 @@ print(sorted(times)[1], (peak[0] - base) / 2 ** 20, base / 2 ** 20)
 def bench_loss(a) -> None:
     world, dim = 8, 64
     sizes = [256, 1024] if a.quick else [256, 512, 1024, 2048, 4096]
-    print(f"loss: one rank of {world}, feature dim {dim}, forward+backward; separate processes for peak memory",
-          flush=True)
+    print(
+        f"loss: one rank of {world}, feature dim {dim}, forward+backward; separate processes for peak memory",
+        flush=True,
+    )
     env = {**os.environ, "PYTHONPATH": os.path.dirname(os.path.dirname(os.path.abspath(__file__)))}
     rows = []
     for n in sizes:
         got = {}
         for mode in ("local", "full"):
-            out = subprocess.run([sys.executable, "-c", _LOSS_CHILD, str(n), str(world), str(dim), mode,
-                                  str(a.threads)], capture_output=True, text=True, env=env, check=True)
+            out = subprocess.run(
+                [sys.executable, "-c", _LOSS_CHILD, str(n), str(world), str(dim), mode, str(a.threads)],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=True,
+            )
             t, peak, _ = map(float, out.stdout.split())
             got[mode] = (t, peak)
-        rows.append(line("loss", f"N={n}: time per fwd+bwd, local vs full N x N", 1 / got["local"][0],
-                         1 / got["full"][0], "calls/s", True, n=n, world=world, dim=dim,
-                         seconds_local=got["local"][0], seconds_full=got["full"][0],
-                         extra_rss_mib_local=got["local"][1], extra_rss_mib_full=got["full"][1]))
+        rows.append(
+            line(
+                "loss",
+                f"N={n}: time per fwd+bwd, local vs full N x N",
+                1 / got["local"][0],
+                1 / got["full"][0],
+                "calls/s",
+                True,
+                n=n,
+                world=world,
+                dim=dim,
+                seconds_local=got["local"][0],
+                seconds_full=got["full"][0],
+                extra_rss_mib_local=got["local"][1],
+                extra_rss_mib_full=got["full"][1],
+            )
+        )
     if len(rows) > 1:
         r0, r1 = rows[0], rows[-1]
         k = r1["n"] / r0["n"]
         growth = {m: (r1[f"seconds_{m}"] / r0[f"seconds_{m}"]) for m in ("local", "full")}
-        LINES.append({"part": "loss", "what": "time growth from the smallest to the largest N", "n_ratio": k,
-                      "time_growth_local": growth["local"], "time_growth_full": growth["full"],
-                      "expected": {"local": f"~{k * k:.0f}x, on {world}x fewer logits (N/{world} x N)",
-                                   "full": f"~{k * k:.0f}x (N x N)"}})
-        print(f"  N x{k:.0f}: local time x{growth['local']:.1f}, full time x{growth['full']:.1f}; memory while the "
-              f"loss runs: local {r0['extra_rss_mib_local']:.1f} -> {r1['extra_rss_mib_local']:.1f} MiB, full "
-              f"{r0['extra_rss_mib_full']:.1f} -> {r1['extra_rss_mib_full']:.1f} MiB", flush=True)
+        LINES.append(
+            {
+                "part": "loss",
+                "what": "time growth from the smallest to the largest N",
+                "n_ratio": k,
+                "time_growth_local": growth["local"],
+                "time_growth_full": growth["full"],
+                "expected": {
+                    "local": f"~{k * k:.0f}x, on {world}x fewer logits (N/{world} x N)",
+                    "full": f"~{k * k:.0f}x (N x N)",
+                },
+            }
+        )
+        print(
+            f"  N x{k:.0f}: local time x{growth['local']:.1f}, full time x{growth['full']:.1f}; memory while the "
+            f"loss runs: local {r0['extra_rss_mib_local']:.1f} -> {r1['extra_rss_mib_local']:.1f} MiB, full "
+            f"{r0['extra_rss_mib_full']:.1f} -> {r1['extra_rss_mib_full']:.1f} MiB",
+            flush=True,
+        )
 
 
 PARTS = ("data", "frontend", "tower", "step", "loss")
@@ -445,12 +602,26 @@ def main(argv=None) -> int:
     torch.set_num_threads(a.threads)
     peak = measure_peak_flops(1.0, a.device, torch.bfloat16 if a.bf16 else torch.float32)
     gpu = torch.cuda.get_device_name(torch.device(a.device)) if a.device.startswith("cuda") else ""
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
-          f"{a.threads} threads {gpu}; {'bf16' if a.bf16 else 'fp32'} matmul peak on {a.device} {peak / 1e9:.0f} "
-          "GFLOP/s", flush=True)
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.machine(), "cores": os.cpu_count(),
-            "threads": a.threads, "torch": torch.__version__, "peak_flops": peak, "quick": a.quick, "reps": a.reps,
-            "device": a.device, "gpu": gpu, "bf16": a.bf16, "command": " ".join(sys.argv)}
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+        f"{a.threads} threads {gpu}; {'bf16' if a.bf16 else 'fp32'} matmul peak on {a.device} {peak / 1e9:.0f} "
+        "GFLOP/s",
+        flush=True,
+    )
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": a.threads,
+        "torch": torch.__version__,
+        "peak_flops": peak,
+        "quick": a.quick,
+        "reps": a.reps,
+        "device": a.device,
+        "gpu": gpu,
+        "bf16": a.bf16,
+        "command": " ".join(sys.argv),
+    }
     for p in parts:
         {"data": bench_data, "frontend": bench_frontend, "loss": bench_loss}.get(p, lambda a: None)(a)
         if p in ("tower", "step"):

@@ -18,7 +18,6 @@ torch's FLOP counter) at assumed MFUs (--mfu) of an H200's bf16 peak, or a measu
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import platform
@@ -48,15 +47,19 @@ def real_clips(folder: str, n: int, seconds: float) -> list[np.ndarray]:
     import soundfile as sf
     import soxr
 
-    paths = sorted(os.path.join(d, f) for d, _, fs in os.walk(folder) for f in fs
-                   if f.lower().rsplit(".", 1)[-1] in ("flac", "wav", "ogg", "oga", "mp3", "opus", "aiff"))
+    paths = sorted(
+        os.path.join(d, f)
+        for d, _, fs in os.walk(folder)
+        for f in fs
+        if f.lower().rsplit(".", 1)[-1] in ("flac", "wav", "ogg", "oga", "mp3", "opus", "aiff")
+    )
     clips, win = [], int(seconds * SR)
     for p in paths:
         x, sr = sf.read(p, dtype="float32", always_2d=True)
         x = soxr.resample(x.mean(axis=1), sr, SR).astype(np.float32) if sr != SR else x.mean(axis=1)
         for s in range(0, len(x) - win + 1, win):
-            c = x[s:s + win]
-            if np.sqrt(np.mean(c ** 2)) > 0.01:
+            c = x[s : s + win]
+            if np.sqrt(np.mean(c**2)) > 0.01:
                 clips.append(np.clip(c, -1, 1))
         if len(clips) >= n:
             break
@@ -115,8 +118,11 @@ def step_flops_per_sample(layers: int) -> float:
         torch.manual_seed(0)
         lit = ClapLit(bench.step_model_cfg(bench._roberta_dir(d, layers)), optim={"warmup_steps": 1, "total_steps": 10})
         tok = lit.model.tokenizer(["a dog barks twice while rain falls on a tin roof nearby"] * B)
-        batch = {"audio": torch.randn(B, int(CLIP * SR)) * 0.1, "audio_len": torch.full((B,), int(CLIP * SR)),
-                 "text": tok}
+        batch = {
+            "audio": torch.randn(B, int(CLIP * SR)) * 0.1,
+            "audio_len": torch.full((B,), int(CLIP * SR)),
+            "text": tok,
+        }
         a = argparse.Namespace(device="cpu", bf16=False)
         return bench._flops(lambda: bench._ours_loss(lit, batch, a).backward()) / B
 
@@ -127,46 +133,75 @@ def main(argv=None) -> int:
     ap.add_argument("--clips", type=int, default=None, help="10 s clips per codec (default 48; quick 8)")
     ap.add_argument("--reps", type=int, default=None, help="timed passes per codec (default 3; quick 1)")
     ap.add_argument("--mfu", default="0.1,0.3", help="assumed model FLOPs utilisations of the GPU (comma-separated)")
-    ap.add_argument("--gpu-samples-per-s", type=float, default=None,
-                    help="a measured per-GPU training rate (scripts/gpu_check.py) instead of the FLOP estimate")
+    ap.add_argument(
+        "--gpu-samples-per-s",
+        type=float,
+        default=None,
+        help="a measured per-GPU training rate (scripts/gpu_check.py) instead of the FLOP estimate",
+    )
     ap.add_argument("--quick", action="store_true", help="CI size: figures mean nothing")
     ap.add_argument("--out", default="feed.json")
     a = ap.parse_args(argv)
     n, reps = a.clips or (8 if a.quick else 48), a.reps or (1 if a.quick else 3)
     torch.set_num_threads(1)  # a loader worker's share
-    print(f"{n} clips of {CLIP:.0f} s at {SR} Hz, mono, from {a.audio_dir or 'synthetic music-like audio'}; "
-          "one thread", flush=True)
+    print(
+        f"{n} clips of {CLIP:.0f} s at {SR} Hz, mono, from {a.audio_dir or 'synthetic music-like audio'}; one thread",
+        flush=True,
+    )
     clips = real_clips(a.audio_dir, n, CLIP) if a.audio_dir else synthetic_clips(n, CLIP)
-    long = (real_clips(a.audio_dir, max(2, n // 4), 25.0) if a.audio_dir else synthetic_clips(max(2, n // 4), 25.0))
+    long = real_clips(a.audio_dir, max(2, n // 4), 25.0) if a.audio_dir else synthetic_clips(max(2, n // 4), 25.0)
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         for codec, (ext, _, _) in CODECS.items():
             members = [encode_audio(c, SR, codec)[1] for c in clips]
             long_members = [encode_audio(c, SR, codec)[1] for c in long]
             rows[codec] = {
-                "ext": ext, "kb_per_10s": statistics.mean(map(len, members)) / 1e3,
+                "ext": ext,
+                "kb_per_10s": statistics.mean(map(len, members)) / 1e3,
                 "decode_clips_per_s": decode_rate(members, ext, reps),
                 "crop_of_25s_clips_per_s": decode_rate(long_members, ext, reps),
-                "loader_samples_per_s": loader_rate(members, ext, os.path.join(tmp, codec), batch=8,
-                                                    steps=max(2, 2 * n // 8)),
+                "loader_samples_per_s": loader_rate(
+                    members, ext, os.path.join(tmp, codec), batch=8, steps=max(2, 2 * n // 8)
+                ),
             }
             r = rows[codec]
-            print(f"  {codec:7s} {r['kb_per_10s']:7.1f} kB/10 s  decode {r['decode_clips_per_s']:6.1f} clips/s  "
-                  f"crop of 25 s {r['crop_of_25s_clips_per_s']:6.1f}  loader {r['loader_samples_per_s']:6.1f} "
-                  "samples/s", flush=True)
+            print(
+                f"  {codec:7s} {r['kb_per_10s']:7.1f} kB/10 s  decode {r['decode_clips_per_s']:6.1f} clips/s  "
+                f"crop of 25 s {r['crop_of_25s_clips_per_s']:6.1f}  loader {r['loader_samples_per_s']:6.1f} "
+                "samples/s",
+                flush=True,
+            )
     layers = 2 if a.quick else 12
     flops = step_flops_per_sample(layers)
-    appetite = ({"measured": a.gpu_samples_per_s} if a.gpu_samples_per_s else
-                {f"H200 at MFU {m}": float(m) * H200_BF16 / flops for m in a.mfu.split(",")})
-    print(f"training sample (HTS-AT-tiny + RoBERTa, {layers} text layers): {flops / 1e9:.1f} GFLOP; per GPU: "
-          + ", ".join(f"{k} {v:.0f} samples/s" for k, v in appetite.items()), flush=True)
+    appetite = (
+        {"measured": a.gpu_samples_per_s}
+        if a.gpu_samples_per_s
+        else {f"H200 at MFU {m}": float(m) * H200_BF16 / flops for m in a.mfu.split(",")}
+    )
+    print(
+        f"training sample (HTS-AT-tiny + RoBERTa, {layers} text layers): {flops / 1e9:.1f} GFLOP; per GPU: "
+        + ", ".join(f"{k} {v:.0f} samples/s" for k, v in appetite.items()),
+        flush=True,
+    )
     for r in rows.values():
         r["cores_per_gpu"] = {k: v / r["loader_samples_per_s"] for k, v in appetite.items()}
         r["node_mb_per_s"] = {k: 8 * v * r["kb_per_10s"] / 1e3 * LAION_MEAN_SECONDS / CLIP for k, v in appetite.items()}
-    meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "machine": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(), "torch": torch.__version__, "clips": n, "reps": reps, "quick": a.quick,
-            "audio": a.audio_dir or "synthetic", "mfu": a.mfu, "text_layers": layers, "flops_per_sample": flops,
-            "gpu_samples_per_s": appetite, "laion_mean_seconds": LAION_MEAN_SECONDS, "command": " ".join(sys.argv)}
+    meta = {
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "torch": torch.__version__,
+        "clips": n,
+        "reps": reps,
+        "quick": a.quick,
+        "audio": a.audio_dir or "synthetic",
+        "mfu": a.mfu,
+        "text_layers": layers,
+        "flops_per_sample": flops,
+        "gpu_samples_per_s": appetite,
+        "laion_mean_seconds": LAION_MEAN_SECONDS,
+        "command": " ".join(sys.argv),
+    }
     with open(a.out, "w") as f:
         json.dump({"meta": meta, "codecs": rows}, f, indent=1)
     print(markdown(meta, rows))
@@ -176,13 +211,18 @@ def main(argv=None) -> int:
 
 def markdown(meta: dict, rows: dict) -> str:
     gpus = list(meta["gpu_samples_per_s"])
-    head = ("| codec | kB per 10 s | decode, clips/s per core | 10 s crop of a 25 s file, clips/s | loader, "
-            "samples/s per worker | " + " | ".join(f"cores per GPU ({g}) | node MB/s ({g})" for g in gpus) + " |")
+    head = (
+        "| codec | kB per 10 s | decode, clips/s per core | 10 s crop of a 25 s file, clips/s | loader, "
+        "samples/s per worker | " + " | ".join(f"cores per GPU ({g}) | node MB/s ({g})" for g in gpus) + " |"
+    )
     lines = [head, "|" + "---|" * (5 + 2 * len(gpus))]
     for codec, r in rows.items():
-        lines.append(f"| {codec} | {r['kb_per_10s']:.0f} | {r['decode_clips_per_s']:.0f} | "
-                     f"{r['crop_of_25s_clips_per_s']:.0f} | {r['loader_samples_per_s']:.0f} | "
-                     + " | ".join(f"{r['cores_per_gpu'][g]:.1f} | {r['node_mb_per_s'][g]:.0f}" for g in gpus) + " |")
+        lines.append(
+            f"| {codec} | {r['kb_per_10s']:.0f} | {r['decode_clips_per_s']:.0f} | "
+            f"{r['crop_of_25s_clips_per_s']:.0f} | {r['loader_samples_per_s']:.0f} | "
+            + " | ".join(f"{r['cores_per_gpu'][g]:.1f} | {r['node_mb_per_s'][g]:.0f}" for g in gpus)
+            + " |"
+        )
     return "\n".join(lines)
 
 

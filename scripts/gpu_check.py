@@ -30,7 +30,6 @@ import platform
 import re
 import subprocess
 import sys
-import tempfile
 import time
 import traceback
 
@@ -40,9 +39,34 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-SMALL_HTSAT = {"_target_": "clap_train.audio.htsat.build_htsat", "name": None, "embed_dim": 16, "depths": [2, 2],
-               "num_heads": [2, 4], "window_size": 8, "drop_path_rate": 0.0}
-WORDS = "a dog barks twice while rain falls on a tin roof and an engine idles then revs".split()
+SMALL_HTSAT = {
+    "_target_": "clap_train.audio.htsat.build_htsat",
+    "name": None,
+    "embed_dim": 16,
+    "depths": [2, 2],
+    "num_heads": [2, 4],
+    "window_size": 8,
+    "drop_path_rate": 0.0,
+}
+WORDS = [
+    "a",
+    "dog",
+    "barks",
+    "twice",
+    "while",
+    "rain",
+    "falls",
+    "on",
+    "a",
+    "tin",
+    "roof",
+    "and",
+    "an",
+    "engine",
+    "idles",
+    "then",
+    "revs",
+]
 
 
 class Check:
@@ -63,27 +87,56 @@ class Check:
             if self.smoke:
                 make_roberta_dir(self.text_dir)
             else:  # RoBERTa-base's shape, vocabulary included (the embedding is 39 M of its parameters)
-                make_roberta_dir(self.text_dir, hidden=768, layers=12, heads=12, max_positions=514,
-                                 vocab_size=50265, intermediate=3072)
+                make_roberta_dir(
+                    self.text_dir,
+                    hidden=768,
+                    layers=12,
+                    heads=12,
+                    max_positions=514,
+                    vocab_size=50265,
+                    intermediate=3072,
+                )
         return self.text_dir
 
     def model_cfg(self, dropout: bool = False) -> dict:
-        enc = dict(SMALL_HTSAT) if self.smoke else {"_target_": "clap_train.audio.htsat.build_htsat",
-                                                    "name": "tiny", "drop_path_rate": 0.1 if dropout else 0.0}
+        enc = (
+            dict(SMALL_HTSAT)
+            if self.smoke
+            else {
+                "_target_": "clap_train.audio.htsat.build_htsat",
+                "name": "tiny",
+                "drop_path_rate": 0.1 if dropout else 0.0,
+            }
+        )
         text = {"name_or_path": self.text_tower(), "pretrained": False, "pooling": "pooler", "max_length": 77}
         if not dropout:
             text["config"] = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-        return {"embed_dim": 32 if self.smoke else 512, "clip_seconds": 10.0,
-                "frontend": {"sample_rate": 48000, "n_fft": 1024, "win_length": 1024, "hop_length": 480,
-                             "n_mels": 64, "f_min": 50.0, "f_max": 14000.0},
-                "audio_encoder": enc, "pooling": {"name": "mean"}, "text_encoder": text}
+        return {
+            "embed_dim": 32 if self.smoke else 512,
+            "clip_seconds": 10.0,
+            "frontend": {
+                "sample_rate": 48000,
+                "n_fft": 1024,
+                "win_length": 1024,
+                "hop_length": 480,
+                "n_mels": 64,
+                "f_min": 50.0,
+                "f_max": 14000.0,
+            },
+            "audio_encoder": enc,
+            "pooling": {"name": "mean"},
+            "text_encoder": text,
+        }
 
     def lit(self, dropout=False, **kw):
         from clap_train.lit import ClapLit
 
         torch.manual_seed(0)
-        return ClapLit(self.model_cfg(dropout), optim={"warmup_steps": 1, "total_steps": 100, "clip_grad": 1.0,
-                                                       **kw.pop("optim", {})}, **kw)
+        return ClapLit(
+            self.model_cfg(dropout),
+            optim={"warmup_steps": 1, "total_steps": 100, "clip_grad": 1.0, **kw.pop("optim", {})},
+            **kw,
+        )
 
     def make_batch(self, lit, seed=0) -> dict:
         g = torch.Generator().manual_seed(seed)
@@ -122,8 +175,13 @@ def _fit(lit, batch, steps, device, precision="32-true", freeze_bn=False):
 
         def on_before_optimizer_step(self, trainer, pl_module, optimizer):
             if rec["grads"] is None:
-                rec["grads"] = torch.cat([p.grad.detach().float().flatten().cpu()
-                                          for p in pl_module.model.parameters() if p.grad is not None])
+                rec["grads"] = torch.cat(
+                    [
+                        p.grad.detach().float().flatten().cpu()
+                        for p in pl_module.model.parameters()
+                        if p.grad is not None
+                    ]
+                )
 
         def on_train_batch_end(self, trainer, pl_module, outputs, b, i):
             rec["loss"].append(float(outputs["loss"]))
@@ -131,9 +189,17 @@ def _fit(lit, batch, steps, device, precision="32-true", freeze_bn=False):
                 torch.cuda.synchronize()
             rec["time"].append(time.perf_counter() - self.t)
 
-    trainer = L.Trainer(accelerator="gpu" if device == "cuda" else "cpu", devices=1, max_steps=steps,
-                        precision=precision, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                        enable_model_summary=False, callbacks=[Rec()])
+    trainer = L.Trainer(
+        accelerator="gpu" if device == "cuda" else "cpu",
+        devices=1,
+        max_steps=steps,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[Rec()],
+    )
     trainer.fit(lit, train_dataloaders=DataLoader(Same(), batch_size=None))
     return rec
 
@@ -144,12 +210,21 @@ def cosine(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # --- sections ---------------------------------------------------------------------------------------------
 def env(c: Check) -> dict:
-    out = {"torch": torch.__version__, "python": platform.python_version(), "host": platform.node(),
-           "date": time.strftime("%Y-%m-%d"), "cuda": torch.version.cuda, "device": "cpu (smoke)"}
+    out = {
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "host": platform.node(),
+        "date": time.strftime("%Y-%m-%d"),
+        "cuda": torch.version.cuda,
+        "device": "cpu (smoke)",
+    }
     if torch.cuda.is_available():
         out["device"] = torch.cuda.get_device_name(0)
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=driver_version,memory.total", "--format=csv,noheader"],
-                             capture_output=True, text=True)
+        smi = subprocess.run(
+            ["nvidia-smi", "--query-gpu=driver_version,memory.total", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+        )
         out["driver"] = smi.stdout.strip()
     return out
 
@@ -159,8 +234,10 @@ def peak(c: Check) -> dict:
 
     torch.set_float32_matmul_precision("high")
     s = 0.3 if c.smoke else 3.0
-    out = {"bf16_tflops": measure_peak_flops(s, c.dev, torch.bfloat16) / 1e12,
-           "fp32_tf32_tflops": measure_peak_flops(s, c.dev, torch.float32) / 1e12}
+    out = {
+        "bf16_tflops": measure_peak_flops(s, c.dev, torch.bfloat16) / 1e12,
+        "fp32_tf32_tflops": measure_peak_flops(s, c.dev, torch.float32) / 1e12,
+    }
     c.peak_bf16 = out["bf16_tflops"] * 1e12
     return out
 
@@ -169,8 +246,13 @@ def bench(c: Check) -> dict:
     js = os.path.join(c.out, "bench.json")
     args = ["--parts", "frontend" if c.smoke else "frontend,tower,step", "--out", js]
     args += ["--quick"] if c.smoke else ["--device", "cuda", "--bf16", "--batch", str(c.batch)]
-    p = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "bench.py"), *args], cwd=REPO,
-                       capture_output=True, text=True, timeout=300)
+    p = subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", "bench.py"), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     if p.returncode:
         raise RuntimeError(f"bench.py exited {p.returncode}: {p.stderr[-2000:]}")
     return json.load(open(js))
@@ -181,9 +263,12 @@ def precision(c: Check) -> dict:
     batch = c.make_batch(lit)
     r32 = _fit(copy.deepcopy(lit), batch, 1, c.dev, "32-true")
     r16 = _fit(copy.deepcopy(lit), batch, 1, c.dev, "bf16-mixed")
-    return {"loss_fp32": r32["loss"][0], "loss_bf16": r16["loss"][0],
-            "loss_rel_diff": abs(r16["loss"][0] - r32["loss"][0]) / abs(r32["loss"][0]),
-            "grad_cosine": cosine(r32["grads"], r16["grads"])}
+    return {
+        "loss_fp32": r32["loss"][0],
+        "loss_bf16": r16["loss"][0],
+        "loss_rel_diff": abs(r16["loss"][0] - r32["loss"][0]) / abs(r32["loss"][0]),
+        "grad_cosine": cosine(r32["grads"], r16["grads"]),
+    }
 
 
 def compile_section(c: Check) -> dict:
@@ -201,15 +286,20 @@ def compile_section(c: Check) -> dict:
     comp_lit.load_state_dict(lit.state_dict())
     comp = _fit(comp_lit, c.make_batch(comp_lit), steps, c.dev, prec)  # captions padded to buckets
     steady = lambda t: float(np.median(t[3:])) if len(t) > 3 else float(t[-1])  # noqa: E731
-    return {"backend": backend, "graphs": int(counters["stats"]["unique_graphs"]),
-            "first_compiled_step_s": comp["time"][1], "eager_step_s": steady(eager["time"]),
-            "compiled_step_s": steady(comp["time"]), "speedup": steady(eager["time"]) / steady(comp["time"]),
-            "max_loss_diff": max(abs(a - b) for a, b in zip(eager["loss"], comp["loss"]))}
+    return {
+        "backend": backend,
+        "graphs": int(counters["stats"]["unique_graphs"]),
+        "first_compiled_step_s": comp["time"][1],
+        "eager_step_s": steady(eager["time"]),
+        "compiled_step_s": steady(comp["time"]),
+        "speedup": steady(eager["time"]) / steady(comp["time"]),
+        "max_loss_diff": max(abs(a - b) for a, b in zip(eager["loss"], comp["loss"])),
+    }
 
 
 def accumulate(c: Check) -> dict:
-    """optim.accumulate=4 (2 for a smoke batch of 2) against 1 on the same batch: equal with dropout off and BatchNorm frozen; with
-    dropout and BatchNorm training (micro-batch statistics) close."""
+    """optim.accumulate=4 (2 for a smoke batch of 2) against 1 on the same batch: equal with dropout off and
+    BatchNorm frozen; with dropout and BatchNorm training (micro-batch statistics) close."""
     k = 4 if c.batch % 4 == 0 else 2
     out = {"accumulate": k}
     for dropout in (False, True):
@@ -220,9 +310,11 @@ def accumulate(c: Check) -> dict:
         four_lit.optim_cfg["accumulate"] = k
         four = _fit(four_lit, batch, 1, c.dev, freeze_bn=not dropout)
         key = "dropout_bn_training" if dropout else "no_dropout_bn_frozen"
-        out[key] = {"loss_diff": abs(one["loss"][0] - four["loss"][0]),
-                    "grad_cosine": cosine(one["grads"], four["grads"]),
-                    "grad_max_rel_diff": float((one["grads"] - four["grads"]).abs().max() / one["grads"].abs().max())}
+        out[key] = {
+            "loss_diff": abs(one["loss"][0] - four["loss"][0]),
+            "grad_cosine": cosine(one["grads"], four["grads"]),
+            "grad_max_rel_diff": float((one["grads"] - four["grads"]).abs().max() / one["grads"].abs().max()),
+        }
     return out
 
 
@@ -246,8 +338,12 @@ def nccl(c: Check) -> dict:
         a.grad = t.grad = None
         ref = ContrastiveLoss()(a, t, scale)  # world 1: no gather
         ref.backward()
-        return {"backend": backend, "loss": float(loss), "loss_diff": abs(float(loss) - float(ref)),
-                "grad_max_abs_diff": float(max((da - a.grad).abs().max(), (dt - t.grad).abs().max()))}
+        return {
+            "backend": backend,
+            "loss": float(loss),
+            "loss_diff": abs(float(loss) - float(ref)),
+            "grad_max_abs_diff": float(max((da - a.grad).abs().max(), (dt - t.grad).abs().max())),
+        }
     finally:
         dist.destroy_process_group()
 
@@ -268,8 +364,10 @@ def _write_flac_shards(d: str, n: int, per_shard: int) -> list[str]:
             f = float(rng.uniform(100, 4000))
             wav = 0.3 * np.sin(2 * np.pi * f * t) + 0.05 * rng.standard_normal(t.size)
             caption = " ".join(rng.choice(WORDS, 6))
-            w.write(f"c{i:06d}", {"flac": encode_flac(wav.astype(np.float32), 48000),
-                                  "json": encode_json({"text": caption})})
+            w.write(
+                f"c{i:06d}",
+                {"flac": encode_flac(wav.astype(np.float32), 48000), "json": encode_json({"text": caption})},
+            )
     return sorted(os.path.join(d, x) for x in os.listdir(d) if x.endswith(".tar"))
 
 
@@ -277,15 +375,31 @@ def _train_py(c: Check, root: str, args: list[str], timeout: int = 300) -> subpr
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "DS_ACCELERATOR": "cpu" if c.smoke else ""}
     if not env["DS_ACCELERATOR"]:
         env.pop("DS_ACCELERATOR")
-    base = [f"paths.root={root}", "synthetic.enabled=false", "audio_encoder=htsat_tiny",
-            "text_encoder=roberta_base", f"text_encoder.name_or_path={c.text_tower()}",
-            "text_encoder.pretrained=false", "test_after_fit=false", "callbacks.progress=null",
-            "resume=never", "data.val_sources=null", "data.test_sources=null", "callbacks.best_checkpoint=null",
-            "callbacks.eval_pictures=null"]
+    base = [
+        f"paths.root={root}",
+        "synthetic.enabled=false",
+        "audio_encoder=htsat_tiny",
+        "text_encoder=roberta_base",
+        f"text_encoder.name_or_path={c.text_tower()}",
+        "text_encoder.pretrained=false",
+        "test_after_fit=false",
+        "callbacks.progress=null",
+        "resume=never",
+        "data.val_sources=null",
+        "data.test_sources=null",
+        "callbacks.best_checkpoint=null",
+        "callbacks.eval_pictures=null",
+    ]
     if c.smoke:
         base += [f"++audio_encoder.{k}={json.dumps(v)}" for k, v in SMALL_HTSAT.items() if k != "_target_"]
-    p = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *base, *args], cwd=root, env=env,
-                       capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, os.path.join(REPO, "train.py"), *base, *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if p.returncode:
         raise RuntimeError(f"train.py {' '.join(args)} exited {p.returncode}: {p.stderr[-2000:]}")
     return p
@@ -294,10 +408,14 @@ def _train_py(c: Check, root: str, args: list[str], timeout: int = 300) -> subpr
 def _perf(run_dir: str) -> dict:
     import csv
 
-    rows = [r for r in csv.DictReader(open(os.path.join(run_dir, "csv", "metrics.csv"))) if r.get("perf/samples_per_s")]
+    with open(os.path.join(run_dir, "csv", "metrics.csv")) as f:
+        rows = [r for r in csv.DictReader(f) if r.get("perf/samples_per_s")]
     last = rows[-1]
-    return {k.split("/")[1]: float(last[k]) for k in ("perf/samples_per_s", "perf/data_wait_frac", "perf/mfu")
-            if last.get(k)}
+    return {
+        k.split("/")[1]: float(last[k])
+        for k in ("perf/samples_per_s", "perf/data_wait_frac", "perf/mfu")
+        if last.get(k)
+    }
 
 
 def _newest_run(root: str, name: str) -> str:
@@ -315,13 +433,25 @@ def train(c: Check) -> dict:
         _write_flac_shards(shards_dir, n=(2 * n_shards if c.smoke else 20 * n_shards), per_shard=2 if c.smoke else 20)
     steps, every = (4, 2) if c.smoke else (40, 10)
     out = {}
-    for workers in ([2] if c.smoke else [2, 8, 14]):
+    for workers in [2] if c.smoke else [2, 8, 14]:
         name = f"w{workers}"
-        _train_py(c, root, [f"name={name}", "trainer=cpu" if c.smoke else "trainer=gpu",
-                            f"data.train_shards={shards_dir}", f"data.batch_size={c.batch}",
-                            f"data.num_workers={workers}", f"data.steps_per_epoch={steps}", f"trainer.max_steps={steps}",
-                            "trainer.max_epochs=1", f"trainer.log_every_n_steps={every}",
-                            f"callbacks.throughput.log_every_n_steps={every}", "data.audio.clip_seconds=10"])
+        _train_py(
+            c,
+            root,
+            [
+                f"name={name}",
+                "trainer=cpu" if c.smoke else "trainer=gpu",
+                f"data.train_shards={shards_dir}",
+                f"data.batch_size={c.batch}",
+                f"data.num_workers={workers}",
+                f"data.steps_per_epoch={steps}",
+                f"trainer.max_steps={steps}",
+                "trainer.max_epochs=1",
+                f"trainer.log_every_n_steps={every}",
+                f"callbacks.throughput.log_every_n_steps={every}",
+                "data.audio.clip_seconds=10",
+            ],
+        )
         out[name] = _perf(_newest_run(root, name))
     return out
 
@@ -335,27 +465,54 @@ def presets(c: Check) -> dict:
     out = {}
     # smoke: one preset proves this section's code; CPU CI trains every preset on 2 ranks already
     # (tests/e2e/test_presets_train.py)
-    for preset in (("ddp",) if c.smoke else ("ddp", "fsdp", "deepspeed_stage_2")):
+    for preset in ("ddp",) if c.smoke else ("ddp", "fsdp", "deepspeed_stage_2"):
         t = time.time()
         extra = ["trainer.accelerator=cpu", "trainer.precision=32-true"] if c.smoke else []
         try:
-            _train_py(c, root, [f"name={preset}", f"trainer={preset}", "trainer.devices=1", *extra,
-                                f"data.train_shards={shards_dir}", f"data.batch_size={c.batch}", "data.num_workers=2",
-                                "data.steps_per_epoch=3", "trainer.max_steps=3", "trainer.max_epochs=1"])
+            _train_py(
+                c,
+                root,
+                [
+                    f"name={preset}",
+                    f"trainer={preset}",
+                    "trainer.devices=1",
+                    *extra,
+                    f"data.train_shards={shards_dir}",
+                    f"data.batch_size={c.batch}",
+                    "data.num_workers=2",
+                    "data.steps_per_epoch=3",
+                    "trainer.max_steps=3",
+                    "trainer.max_epochs=1",
+                ],
+            )
             out[preset] = {"ok": True, "seconds": round(time.time() - t, 1)}
         except Exception as e:  # one preset failing must not hide the others
             out[preset] = {"ok": False, "error": str(e)[-800:]}
     return out
 
 
-SECTIONS = {"env": env, "peak": peak, "bench": bench, "precision": precision, "compile": compile_section,
-            "accumulate": accumulate, "nccl": nccl, "train": train, "presets": presets}
+SECTIONS = {
+    "env": env,
+    "peak": peak,
+    "bench": bench,
+    "precision": precision,
+    "compile": compile_section,
+    "accumulate": accumulate,
+    "nccl": nccl,
+    "train": train,
+    "presets": presets,
+}
 
 
 def markdown(results: dict) -> str:
     e = results["sections"].get("env", {}).get("result", {})
-    lines = [f"# GPU check: {e.get('device', '?')}, torch {e.get('torch', '?')}, CUDA {e.get('cuda')}, "
-             f"{e.get('date', '')} ({results.get('elapsed_s', 0)} s)", "", "| section | s | result |", "|---|---|---|"]
+    lines = [
+        f"# GPU check: {e.get('device', '?')}, torch {e.get('torch', '?')}, CUDA {e.get('cuda')}, "
+        f"{e.get('date', '')} ({results.get('elapsed_s', 0)} s)",
+        "",
+        "| section | s | result |",
+        "|---|---|---|",
+    ]
     for name, sec in results["sections"].items():
         body = sec.get("error") or json.dumps(sec.get("result"), default=str)
         body = re.sub(r"\s+", " ", body)[:600].replace("|", "\\|")

@@ -58,15 +58,17 @@ def main() -> None:
                 a = ours.encode_audio(clips)
                 rows[f"{tag}: audio embedding, 10 s and 3 s clips"] = (a[:2] - a_ref[:2]).abs().max().item()
                 mel = ours.frontend(clips[0][None])[0]
-                rows[f"{tag}: log-mel vs ClapFeatureExtractor (dB)"] = \
+                rows[f"{tag}: log-mel vs ClapFeatureExtractor (dB)"] = (
                     (mel - inp["input_features"][0, 0].float()).abs().max().item()
+                )
                 if fusion:
                     np.random.seed(7)
                     full = ours.frontend(clips[2][None])[0]
                     starts = [int(np.random.choice(r)) for r in np.array_split(list(range(full.shape[0] - 1000)), 3)]
                     x = fuse_mel(full, 1001, starts)
-                    rows["fused: 4-channel fusion input vs extractor (dB)"] = \
+                    rows["fused: 4-channel fusion input vs extractor (dB)"] = (
                         (x - inp["input_features"][2].float()).abs().max().item()
+                    )
                     frames = ours.audio_branch.forward_frames(x[None], torch.tensor([True]))
                     e = F.normalize(ours.audio_projection(ours.pooling(frames, None)), dim=-1)
                     rows["fused: audio embedding, 14 s clip (crops replayed)"] = (e - a_ref[2:]).abs().max().item()

@@ -104,20 +104,30 @@ def _eval_rank(rank, world, port, d, q):
     for name, (clips, per_clip) in EVAL_SETS.items():
         mine = list(range(rank, clips, world))  # the loader shares eval shards out by rank; keys are unique
         g = torch.Generator().manual_seed(rank)
-        st = {"keys": [f"{name}/{i:06d}" for i in mine], "audio": [torch.randn(len(mine), d, generator=g)],
-              "text": [torch.randn(len(mine) * per_clip, d, generator=g)],
-              "owner": [torch.arange(len(mine)).repeat_interleave(per_clip)], "tags": [[] for _ in mine],
-              "captions": [f"a caption of about sixty characters describing clip {i} {j}" for i in mine
-                           for j in range(per_clip)]}
-        sent = len(pickle.dumps((st["keys"], st["audio"][0], st["text"][0], st["owner"][0], st["tags"],
-                                 st["captions"])))
+        st = {
+            "keys": [f"{name}/{i:06d}" for i in mine],
+            "audio": [torch.randn(len(mine), d, generator=g)],
+            "text": [torch.randn(len(mine) * per_clip, d, generator=g)],
+            "owner": [torch.arange(len(mine)).repeat_interleave(per_clip)],
+            "tags": [[] for _ in mine],
+            "captions": [
+                f"a caption of about sixty characters describing clip {i} {j}" for i in mine for j in range(per_clip)
+            ],
+        }
+        sent = len(
+            pickle.dumps((st["keys"], st["audio"][0], st["text"][0], st["owner"][0], st["tags"], st["captions"]))
+        )
         dist.barrier()
         t0 = time.perf_counter()
         keys, audio, text, owner, _, _ = _gather_dedup(st, d, name)
         dt = time.perf_counter() - t0
         assert len(keys) == clips and text.shape[0] == clips * per_clip
-        out[name] = {"seconds": dt, "bytes_sent_per_rank": sent, "bytes_received_per_rank": sent * world,
-                     "features_bytes": (audio.numel() + text.numel()) * 4}
+        out[name] = {
+            "seconds": dt,
+            "bytes_sent_per_rank": sent,
+            "bytes_received_per_rank": sent * world,
+            "features_bytes": (audio.numel() + text.numel()) * 4,
+        }
     if rank == 0:
         q.put(out)
     dist.destroy_process_group()
@@ -150,12 +160,22 @@ def part_loss(a) -> list[dict]:
         for local in (True, False):
             r = _spawn(_loss_rank, world, a.local_batch, a.dim, local, a.reps)
             n = world * a.local_batch
-            r.update(world=world, local_batch=a.local_batch, global_batch=n, dim=a.dim, local_loss=local,
-                     formula_bytes=loss_bytes_formula(a.local_batch, n, a.dim, local),
-                     received_bytes_per_rank=2 * (world - 1) * a.local_batch * a.dim * 4)
+            r.update(
+                world=world,
+                local_batch=a.local_batch,
+                global_batch=n,
+                dim=a.dim,
+                local_loss=local,
+                formula_bytes=loss_bytes_formula(a.local_batch, n, a.dim, local),
+                received_bytes_per_rank=2 * (world - 1) * a.local_batch * a.dim * 4,
+            )
             rows.append(r)
-            print(f"  loss world {world} N {n} {'local' if local else 'full '}: peak {r['peak_bytes_max_rank'] / 2**20:6.1f}"
-                  f" MiB (formula {r['formula_bytes'] / 2**20:6.1f}), {r['seconds'] * 1e3:7.1f} ms", flush=True)
+            print(
+                f"  loss world {world} N {n} {'local' if local else 'full '}: "
+                f"peak {r['peak_bytes_max_rank'] / 2**20:6.1f}"
+                f" MiB (formula {r['formula_bytes'] / 2**20:6.1f}), {r['seconds'] * 1e3:7.1f} ms",
+                flush=True,
+            )
     return rows
 
 
@@ -165,8 +185,11 @@ def part_eval(a) -> list[dict]:
         r = _spawn(_eval_rank, world, a.dim)
         for name, v in r.items():
             rows.append({"world": world, "set": name, **v})
-            print(f"  eval gather world {world} {name}: {v['seconds'] * 1e3:.0f} ms, "
-                  f"{v['bytes_received_per_rank'] / 2**20:.1f} MiB received per rank", flush=True)
+            print(
+                f"  eval gather world {world} {name}: {v['seconds'] * 1e3:.0f} ms, "
+                f"{v['bytes_received_per_rank'] / 2**20:.1f} MiB received per rank",
+                flush=True,
+            )
     return rows
 
 
@@ -192,15 +215,25 @@ def part_checkpoint(a) -> dict:
         atomic_save(ckpt, path)
         write = time.perf_counter() - t0
         size = os.path.getsize(path)
-        os.system(f"sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null")  # a cold read where allowed
+        os.system("sync; echo 1 > /proc/sys/vm/drop_caches 2>/dev/null")  # a cold read where allowed
         t0 = time.perf_counter()
         torch.load(path, map_location="cpu", weights_only=True)
         read = time.perf_counter() - t0
     n_params = sum(p.numel() for p in lit.parameters())
-    r = {"text_layers": layers, "parameters": n_params, "trainable": sum(p.numel() for p in params), "bytes": size,
-         "write_seconds": write, "read_seconds": read, "dir": a.ckpt_dir or tempfile.gettempdir()}
-    print(f"  checkpoint ({n_params / 1e6:.1f} M parameters): {size / 2**30:.2f} GiB, write {write:.1f} s "
-          f"({size / write / 2**20:.0f} MiB/s), read {read:.1f} s", flush=True)
+    r = {
+        "text_layers": layers,
+        "parameters": n_params,
+        "trainable": sum(p.numel() for p in params),
+        "bytes": size,
+        "write_seconds": write,
+        "read_seconds": read,
+        "dir": a.ckpt_dir or tempfile.gettempdir(),
+    }
+    print(
+        f"  checkpoint ({n_params / 1e6:.1f} M parameters): {size / 2**30:.2f} GiB, write {write:.1f} s "
+        f"({size / write / 2**20:.0f} MiB/s), read {read:.1f} s",
+        flush=True,
+    )
     return r
 
 
@@ -218,8 +251,15 @@ def main(argv=None) -> int:
     a.worlds = [int(w) for w in (a.worlds or ("2" if a.quick else "2,4,8")).split(",")]
     a.local_batch = a.local_batch or (64 if a.quick else 512)
     parts = a.parts.split(",")
-    res = {"meta": {"date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cores": os.cpu_count(), "torch": torch.__version__,
-                    "quick": a.quick, "command": " ".join(sys.argv)}}
+    res = {
+        "meta": {
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+            "cores": os.cpu_count(),
+            "torch": torch.__version__,
+            "quick": a.quick,
+            "command": " ".join(sys.argv),
+        }
+    }
     for p in parts:
         print(p, flush=True)
         res[p] = {"loss": part_loss, "eval": part_eval, "checkpoint": part_checkpoint}[p](a)

@@ -19,8 +19,10 @@ def synth_root(tmp_path_factory):
     from clap_train.data.synthetic import SyntheticSpec, ensure_synthetic
 
     root = str(tmp_path_factory.mktemp("synthetic"))
-    ensure_synthetic(SyntheticSpec(root=root, n_train={"sentences": 120, "tags": 60}, n_valid=24, n_test=24,
-                                   shard_size=20), log=lambda *_: None)
+    ensure_synthetic(
+        SyntheticSpec(root=root, n_train={"sentences": 120, "tags": 60}, n_valid=24, n_test=24, shard_size=20),
+        log=lambda *_: None,
+    )
     return root
 
 

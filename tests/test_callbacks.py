@@ -10,8 +10,13 @@ from tests.e2e.conftest import compose_cfg
 def test_checkpoints_every_n_minutes_take_over_from_steps(tmp_path, data_root):
     from clap_train.run import run
 
-    every_step = ["callbacks.last_checkpoint.every_n_minutes=1e-9", "callbacks.last_checkpoint.every_n_train_steps=100",
-                  "callbacks.keep_last_checkpoints.keep_last=100", "trainer.max_steps=3", "test_after_fit=false"]
+    every_step = [
+        "callbacks.last_checkpoint.every_n_minutes=1e-9",
+        "callbacks.last_checkpoint.every_n_train_steps=100",
+        "callbacks.keep_last_checkpoints.keep_last=100",
+        "trainer.max_steps=3",
+        "test_after_fit=false",
+    ]
     out = run(compose_cfg(tmp_path, every_step, data_root))
     names = sorted(n for n in os.listdir(os.path.join(out["run_dir"], "checkpoints")) if n.startswith("step"))
     assert names == ["step0000001.ckpt", "step0000002.ckpt", "step0000003.ckpt"]  # time due at every step
@@ -36,21 +41,32 @@ def test_best_checkpoint_monitor_auto_follows_what_validation_logs():
         return ModelCheckpoint(monitor=monitor, mode="max")
 
     cb = best()
-    assert resolve_monitor(cb, "best_checkpoint", {"esc50": True, "us8k": True}) and cb.monitor == "val/mean/zeroshot_top1"
+    assert (
+        resolve_monitor(cb, "best_checkpoint", {"esc50": True, "us8k": True}) and cb.monitor == "val/mean/zeroshot_top1"
+    )
     cb = best()  # LAION's sources: captions, no classes
-    assert resolve_monitor(cb, "best_checkpoint", {"audiocaps": False, "esc50": True}) and cb.monitor == "val/mean/t2a_R@1"
+    assert (
+        resolve_monitor(cb, "best_checkpoint", {"audiocaps": False, "esc50": True}) and cb.monitor == "val/mean/t2a_R@1"
+    )
     assert not resolve_monitor(best(), "best_checkpoint", {})  # nothing validated: nothing to follow
     assert resolve_monitor(best("val/esc50/zeroshot_top1"), "best_checkpoint", {"audiocaps": False, "esc50": True})
     assert resolve_monitor(best("train/loss"), "best_checkpoint", {})
 
 
-@pytest.mark.parametrize("monitor, sources, why", [
-    ("val/mean/zeroshot_top1", {"audiocaps": False, "clotho": False}, "zero-shot metrics need zeroshot_classes on every source"),
-    ("val/audiocaps/zeroshot_top1", {"audiocaps": False}, "zero-shot metrics need zeroshot_classes on that source"),
-    ("val/clotho/t2a_R@1", {"audiocaps": False}, "no validation source logs it"),
-    ("val/mean/t2a_R@3", {"audiocaps": False}, "no validation source logs it"),
-    ("val/mean/t2a_R@1", {}, "there are no validation sources"),
-])
+@pytest.mark.parametrize(
+    "monitor, sources, why",
+    [
+        (
+            "val/mean/zeroshot_top1",
+            {"audiocaps": False, "clotho": False},
+            "zero-shot metrics need zeroshot_classes on every source",
+        ),
+        ("val/audiocaps/zeroshot_top1", {"audiocaps": False}, "zero-shot metrics need zeroshot_classes on that source"),
+        ("val/clotho/t2a_R@1", {"audiocaps": False}, "no validation source logs it"),
+        ("val/mean/t2a_R@3", {"audiocaps": False}, "no validation source logs it"),
+        ("val/mean/t2a_R@1", {}, "there are no validation sources"),
+    ],
+)
 def test_a_monitor_no_validation_logs_is_a_start_up_error(monitor, sources, why):
     from lightning.pytorch.callbacks import ModelCheckpoint
 

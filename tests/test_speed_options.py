@@ -13,8 +13,11 @@ from tests.test_model import CFG
 
 def _batch(model, b=4):
     g = torch.Generator().manual_seed(3)
-    return {"audio": torch.randn(b, 8000, generator=g) * 0.1, "audio_len": torch.full((b,), 8000),
-            "text": model.tokenizer([f"sound number {i}" for i in range(b)])}
+    return {
+        "audio": torch.randn(b, 8000, generator=g) * 0.1,
+        "audio_len": torch.full((b,), 8000),
+        "text": model.tokenizer([f"sound number {i}" for i in range(b)]),
+    }
 
 
 def _loss_and_grads(lit, batch):
@@ -45,9 +48,18 @@ def test_compile_compiles_in_the_real_training_loop():
     from torch._dynamo.utils import counters
 
     # dropout off: compiled and eager code do not draw the same random masks
-    cfg = {**CFG, "audio_encoder": {**CFG["audio_encoder"], "dropout": 0.0, "post_dropout": 0.0},
-           "text_encoder": {**CFG["text_encoder"], "config": {**CFG["text_encoder"]["config"],
-                            "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}}}
+    cfg = {
+        **CFG,
+        "audio_encoder": {**CFG["audio_encoder"], "dropout": 0.0, "post_dropout": 0.0},
+        "text_encoder": {
+            **CFG["text_encoder"],
+            "config": {
+                **CFG["text_encoder"]["config"],
+                "hidden_dropout_prob": 0.0,
+                "attention_probs_dropout_prob": 0.0,
+            },
+        },
+    }
     _, eager = _train(steps=4, cfg=cfg)
     torch._dynamo.reset()
     counters.clear()
@@ -92,8 +104,16 @@ def repeat_loader(batch, n):
 def _train(optim=None, precision="32-true", steps=3, compile=None, cfg=CFG):
     torch.manual_seed(0)
     lit = ClapLit(cfg, optim={"warmup_steps": 1, "total_steps": 10, **(optim or {})}, compile=compile)
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=steps, precision=precision, logger=False,
-                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=steps,
+        precision=precision,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
     losses = []
 
     class Rec(L.Callback):
@@ -142,8 +162,11 @@ def test_sdpa_in_both_towers(monkeypatch):
 def test_loader_options_reach_the_dataloader(synth_root, tokenize):
     from tests.data.test_datamodule import make_dm
 
-    dl = make_dm(synth_root, pin_memory=True, persistent_workers=True,
-                 multiprocessing_context="forkserver").bind(tokenize).train_dataloader()
+    dl = (
+        make_dm(synth_root, pin_memory=True, persistent_workers=True, multiprocessing_context="forkserver")
+        .bind(tokenize)
+        .train_dataloader()
+    )
     assert dl.pin_memory and dl.persistent_workers and dl.multiprocessing_context.get_start_method() == "forkserver"
 
 
@@ -157,8 +180,12 @@ def test_loader_options_auto_are_on_for_gpu_runs_only(synth_root):
     dm = make_dm(synth_root, pin_memory=False, multiprocessing_context="spawn")
     dm.resolve_loader_opts(gpu=True)
     assert (dm.pin_memory, dm.persistent_workers, dm.mp_context) == (False, True, "spawn")
-    for bad in ({"pin_memory": "yes"}, {"persistent_workers": 1}, {"multiprocessing_context": "threads"},
-                {"prefetch_factor": 0}):
+    for bad in (
+        {"pin_memory": "yes"},
+        {"persistent_workers": 1},
+        {"multiprocessing_context": "threads"},
+        {"prefetch_factor": 0},
+    ):
         with pytest.raises(ValueError, match=f"data.{next(iter(bad))}="):
             make_dm(synth_root, **bad)
 

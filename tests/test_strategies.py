@@ -52,4 +52,7 @@ def test_wrap_policy_takes_every_tower_block(tmp_path):
     m = build_model(OmegaConf.to_container(cfg.model, resolve=True))
     blocks = [n for n, mod in m.named_modules() if is_block(mod)]
     assert sum(n.startswith("audio_branch.layers.") for n in blocks) == 6  # htsat_mini: 2+2+2 Swin blocks
-    assert sum(n.startswith("text_branch.model.encoder.layer.") for n in blocks) == m.text_branch.model.config.num_hidden_layers
+    assert (
+        sum(n.startswith("text_branch.model.encoder.layer.") for n in blocks)
+        == m.text_branch.model.config.num_hidden_layers
+    )

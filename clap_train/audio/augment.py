@@ -1,4 +1,5 @@
 """SpecAugment-style stripe dropping (torchlibrosa SpecAugmentation semantics)."""
+
 import torch
 from torch import nn
 
@@ -19,16 +20,18 @@ class SpecAugment(nn.Module):
     """Zero random time and frequency stripes of [B, C, T, F] inputs, training only.
     Set a width (or stripe count) to 0 to disable that axis."""
 
-    def __init__(self, time_drop_width: int = 64, time_stripes_num: int = 2,
-                 freq_drop_width: int = 8, freq_stripes_num: int = 2):
+    def __init__(
+        self, time_drop_width: int = 64, time_stripes_num: int = 2, freq_drop_width: int = 8, freq_stripes_num: int = 2
+    ):
         super().__init__()
         self.time_drop_width, self.time_stripes_num = time_drop_width, time_stripes_num
         self.freq_drop_width, self.freq_stripes_num = freq_drop_width, freq_stripes_num
 
     @property
     def enabled(self) -> bool:
-        return (self.time_drop_width > 0 and self.time_stripes_num > 0) or \
-            (self.freq_drop_width > 0 and self.freq_stripes_num > 0)
+        return (self.time_drop_width > 0 and self.time_stripes_num > 0) or (
+            self.freq_drop_width > 0 and self.freq_stripes_num > 0
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or not self.enabled:

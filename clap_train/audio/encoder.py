@@ -38,8 +38,9 @@ class AudioEncoder(nn.Module):
         if n_stages == 0:
             return
         if n_stages < -1 or n_stages > len(stages):
-            raise ConfigError(f"audio_encoder.freeze_layers={n_stages}; valid: 0..{len(stages)} stages, or -1 for "
-                             "the whole tower")
+            raise ConfigError(
+                f"audio_encoder.freeze_layers={n_stages}; valid: 0..{len(stages)} stages, or -1 for the whole tower"
+            )
         self._frozen = [self] if n_stages == -1 else stem + stages[:n_stages]
         for m in self._frozen:
             for p in m.parameters():

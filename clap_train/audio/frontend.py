@@ -1,4 +1,5 @@
 """Log-mel front-end computed on the model's device (LAION-CLAP parameters)."""
+
 import math
 
 import torch
@@ -30,8 +31,15 @@ def mel_to_hz(m: torch.Tensor, mel_scale: str) -> torch.Tensor:
     return torch.where(m >= _MIN_LOG_MEL, log_part, m * _F_SP)
 
 
-def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_max: float,
-                   mel_scale: str = "slaney", norm: str | None = "slaney") -> torch.Tensor:
+def mel_filterbank(
+    sample_rate: int,
+    n_fft: int,
+    n_mels: int,
+    f_min: float,
+    f_max: float,
+    mel_scale: str = "slaney",
+    norm: str | None = "slaney",
+) -> torch.Tensor:
     """Triangular mel filters [n_mels, n_fft // 2 + 1], same layout and values as
     librosa.filters.mel (built in float64, returned as float32)."""
     fft_hz = torch.linspace(0, sample_rate / 2, n_fft // 2 + 1, dtype=torch.float64)
@@ -48,7 +56,6 @@ def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, f_min: float, f_ma
     return fb.float()
 
 
-
 def pcm_to_float(audio: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """int16 PCM (the loader's default transport) -> `dtype` in [-1, 1], on the tensor's device, as LAION's
     loader maps it back (x / 32767); float waveforms pass through (a precision plugin already cast them)."""
@@ -62,10 +69,19 @@ class LogMel(nn.Module):
     non-fusion checkpoints); htk scale -> no norm (torchaudio default, fusion).
     """
 
-    def __init__(self, sample_rate: int = 48000, n_fft: int = 1024, win_length: int = 1024,
-                 hop_length: int = 480, n_mels: int = 64, f_min: float = 50.0,
-                 f_max: float = 14000.0, mel_scale: str = "slaney", mel_norm: str | None = "auto",
-                 amin: float = 1e-10):
+    def __init__(
+        self,
+        sample_rate: int = 48000,
+        n_fft: int = 1024,
+        win_length: int = 1024,
+        hop_length: int = 480,
+        n_mels: int = 64,
+        f_min: float = 50.0,
+        f_max: float = 14000.0,
+        mel_scale: str = "slaney",
+        mel_norm: str | None = "auto",
+        amin: float = 1e-10,
+    ):
         super().__init__()
         if mel_scale not in MEL_SCALES:
             raise ConfigError(f"model.frontend.mel_scale={mel_scale!r} is invalid; choose one of {MEL_SCALES}")
@@ -98,9 +114,16 @@ class LogMel(nn.Module):
         # float64 input (gradient-equality proofs) stays float64.
         dtype = torch.float64 if wav.dtype == torch.float64 else torch.float32
         with torch.autocast(device_type=wav.device.type, enabled=False):
-            spec = torch.stft(wav.to(dtype), self.n_fft, hop_length=self.hop_length,
-                              win_length=self.win_length, window=self.window.to(dtype),
-                              center=True, pad_mode="reflect", return_complex=True)
+            spec = torch.stft(
+                wav.to(dtype),
+                self.n_fft,
+                hop_length=self.hop_length,
+                win_length=self.win_length,
+                window=self.window.to(dtype),
+                center=True,
+                pad_mode="reflect",
+                return_complex=True,
+            )
             power = torch.view_as_real(spec).pow(2).sum(-1)  # [B, n_freq, frames]
             mel = power.transpose(-1, -2) @ self.fb.to(dtype)  # [B, frames, n_mels]
             return 10.0 * torch.log10(mel.clamp(min=self.amin))

@@ -24,11 +24,20 @@ class AFF(nn.Module):
         super().__init__()
         inter = channels // r
         self.local_att = nn.Sequential(
-            nn.Conv2d(channels, inter, 1), nn.BatchNorm2d(inter), nn.ReLU(inplace=True),
-            nn.Conv2d(inter, channels, 1), nn.BatchNorm2d(channels))
+            nn.Conv2d(channels, inter, 1),
+            nn.BatchNorm2d(inter),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(inter, channels, 1),
+            nn.BatchNorm2d(channels),
+        )
         self.global_att = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(channels, inter, 1), nn.BatchNorm2d(inter), nn.ReLU(inplace=True),
-            nn.Conv2d(inter, channels, 1), nn.BatchNorm2d(channels))
+            nn.AdaptiveAvgPool2d(1),
+            nn.Conv2d(channels, inter, 1),
+            nn.BatchNorm2d(inter),
+            nn.ReLU(inplace=True),
+            nn.Conv2d(inter, channels, 1),
+            nn.BatchNorm2d(channels),
+        )
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
         w = torch.sigmoid(self.local_att(x + residual) + self.global_att(x + residual))
@@ -54,11 +63,17 @@ def fuse_mel(mel: torch.Tensor, chunk: int, starts: list[int] | None = None) -> 
     if starts is None:
         starts = [(lo + hi) // 2 for lo, hi in crop_ranges(mel.shape[0], chunk)]
     glob = F.interpolate(mel[None, None], size=(chunk, mel.shape[1]), mode="bilinear", align_corners=False)[0, 0]
-    return torch.stack([glob] + [mel[s:s + chunk] for s in starts])
+    return torch.stack([glob] + [mel[s : s + chunk] for s in starts])
 
 
-def fusion_mels(logmel, audio: torch.Tensor, audio_len: torch.Tensor | None, clip_samples: int, training: bool,
-                force_longer: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+def fusion_mels(
+    logmel,
+    audio: torch.Tensor,
+    audio_len: torch.Tensor | None,
+    clip_samples: int,
+    training: bool,
+    force_longer: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Waveforms [B, T] (true lengths `audio_len`; clips ≤ clip_samples already padded to it) ->
     (fusion mel [B, 4, chunk, F], longer bool [B]). Long clips get their own STFT over their true length,
     so zero padding in the batch never leaks into their frames."""
@@ -73,7 +88,7 @@ def fusion_mels(logmel, audio: torch.Tensor, audio_len: torch.Tensor | None, cli
     for i, n in enumerate(lens):
         if n <= clip_samples or logmel.num_frames(n) <= chunk:
             continue
-        mel = logmel(audio[i:i + 1, :n])[0]
+        mel = logmel(audio[i : i + 1, :n])[0]
         starts = None
         if training:
             starts = [int(torch.randint(lo, hi + 1, ())) for lo, hi in crop_ranges(mel.shape[0], chunk)]

@@ -64,8 +64,9 @@ def shift_mask(h: int, wd: int, window: int, shift: int) -> torch.Tensor:
 
 
 class WindowAttention(nn.Module):
-    def __init__(self, dim: int, heads: int, window: int, qkv_bias: bool = True, attn_drop: float = 0.0,
-                 proj_drop: float = 0.0):
+    def __init__(
+        self, dim: int, heads: int, window: int, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0
+    ):
         super().__init__()
         self.heads, self.window, self.attn_drop = heads, window, attn_drop
         self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window - 1) ** 2, heads))
@@ -90,8 +91,9 @@ class WindowAttention(nn.Module):
             nw = mask.shape[0]
             fold = lambda t: t.reshape(bw // nw, nw * self.heads, n, -1)  # noqa: E731
             m = (bias[None] + mask[:, None].to(bias.dtype)).reshape(1, nw * self.heads, n, n)
-            out = F.scaled_dot_product_attention(fold(q), fold(k), fold(v), attn_mask=m.to(q.dtype),
-                                                 dropout_p=drop).reshape(bw, self.heads, n, -1)
+            out = F.scaled_dot_product_attention(
+                fold(q), fold(k), fold(v), attn_mask=m.to(q.dtype), dropout_p=drop
+            ).reshape(bw, self.heads, n, -1)
         return self.proj_drop(self.proj(out.transpose(1, 2).reshape(bw, n, c)))
 
 
@@ -114,9 +116,19 @@ def drop_path(x: torch.Tensor, p: float, training: bool) -> torch.Tensor:
 
 
 class SwinBlock(nn.Module):
-    def __init__(self, dim: int, resolution: tuple[int, int], heads: int, window: int, shift: int,
-                 mlp_ratio: float = 4.0, qkv_bias: bool = True, drop: float = 0.0, attn_drop: float = 0.0,
-                 drop_path_rate: float = 0.0):
+    def __init__(
+        self,
+        dim: int,
+        resolution: tuple[int, int],
+        heads: int,
+        window: int,
+        shift: int,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path_rate: float = 0.0,
+    ):
         super().__init__()
         h, w = resolution
         if min(h, w) <= window:  # one window covers the map: no shift (as the reference)
@@ -161,12 +173,39 @@ class PatchMerging(nn.Module):
 
 
 class Stage(nn.Module):
-    def __init__(self, dim, resolution, depth, heads, window, mlp_ratio, qkv_bias, drop, attn_drop, dpr,
-                 downsample: bool, checkpointing: bool):
+    def __init__(
+        self,
+        dim,
+        resolution,
+        depth,
+        heads,
+        window,
+        mlp_ratio,
+        qkv_bias,
+        drop,
+        attn_drop,
+        dpr,
+        downsample: bool,
+        checkpointing: bool,
+    ):
         super().__init__()
-        self.blocks = nn.ModuleList([
-            SwinBlock(dim, resolution, heads, window, 0 if i % 2 == 0 else window // 2, mlp_ratio, qkv_bias,
-                      drop, attn_drop, dpr[i]) for i in range(depth)])
+        self.blocks = nn.ModuleList(
+            [
+                SwinBlock(
+                    dim,
+                    resolution,
+                    heads,
+                    window,
+                    0 if i % 2 == 0 else window // 2,
+                    mlp_ratio,
+                    qkv_bias,
+                    drop,
+                    attn_drop,
+                    dpr[i],
+                )
+                for i in range(depth)
+            ]
+        )
         self.downsample = PatchMerging(resolution, dim) if downsample else None
         self.checkpointing = checkpointing
 
@@ -212,11 +251,27 @@ class PatchEmbed(nn.Module):
 
 
 class HTSAT(AudioEncoder):
-    def __init__(self, name: str | None = "tiny", embed_dim: int | None = None, depths=None, num_heads=None,
-                 n_mels: int = 64, spec_size: int = 256, patch_size: int = 4, patch_stride: int = 4,
-                 window_size: int = 8, mlp_ratio: float = 4.0, qkv_bias: bool = True, drop_rate: float = 0.0,
-                 attn_drop_rate: float = 0.0, drop_path_rate: float = 0.1, fusion: bool = False,
-                 spec_augment: dict | None = None, gradient_checkpointing: bool = False, freeze_layers: int = 0):
+    def __init__(
+        self,
+        name: str | None = "tiny",
+        embed_dim: int | None = None,
+        depths=None,
+        num_heads=None,
+        n_mels: int = 64,
+        spec_size: int = 256,
+        patch_size: int = 4,
+        patch_stride: int = 4,
+        window_size: int = 8,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        drop_rate: float = 0.0,
+        attn_drop_rate: float = 0.0,
+        drop_path_rate: float = 0.1,
+        fusion: bool = False,
+        spec_augment: dict | None = None,
+        gradient_checkpointing: bool = False,
+        freeze_layers: int = 0,
+    ):
         super().__init__()
         if name is not None:
             if name not in HTSAT_SIZES:
@@ -224,8 +279,10 @@ class HTSAT(AudioEncoder):
             d, dp, hd = HTSAT_SIZES[name]
             embed_dim, depths, num_heads = embed_dim or d, depths or dp, num_heads or hd
         if spec_size % n_mels or (spec_size // patch_stride) % (2 ** (len(depths) - 1)):
-            raise ConfigError(f"audio_encoder: HTS-AT spec_size={spec_size} must be a multiple of n_mels={n_mels} and of "
-                             f"patch_stride * 2^(stages-1)")
+            raise ConfigError(
+                f"audio_encoder: HTS-AT spec_size={spec_size} must be a multiple of n_mels={n_mels} and of "
+                f"patch_stride * 2^(stages-1)"
+            )
         self.n_mels, self.spec_size, self.fusion = n_mels, spec_size, fusion
         self.freq_ratio = spec_size // n_mels
         self.spec_augment = SpecAugment(**spec_augment) if spec_augment is not None else None
@@ -237,16 +294,31 @@ class HTSAT(AudioEncoder):
         dpr = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # linear in depth, as the reference
         self.layers = nn.ModuleList()
         for i, (depth, heads) in enumerate(zip(depths, num_heads)):
-            res = grid // 2 ** i
-            self.layers.append(Stage(embed_dim * 2 ** i, (res, res), depth, heads, window_size, mlp_ratio, qkv_bias,
-                                     drop_rate, attn_drop_rate, dpr[sum(depths[:i]):sum(depths[:i + 1])],
-                                     i < len(depths) - 1, gradient_checkpointing))
+            res = grid // 2**i
+            self.layers.append(
+                Stage(
+                    embed_dim * 2**i,
+                    (res, res),
+                    depth,
+                    heads,
+                    window_size,
+                    mlp_ratio,
+                    qkv_bias,
+                    drop_rate,
+                    attn_drop_rate,
+                    dpr[sum(depths[:i]) : sum(depths[: i + 1])],
+                    i < len(depths) - 1,
+                    gradient_checkpointing,
+                )
+            )
         self.frame_dim = self.out_dim = embed_dim * 2 ** (len(depths) - 1)
         self.norm = nn.LayerNorm(self.out_dim)
         self.final_grid = grid // 2 ** (len(depths) - 1)
         if self.final_grid % self.freq_ratio:
-            raise ConfigError(f"audio_encoder: HTS-AT's final {self.final_grid}x{self.final_grid} token grid must split into "
-                             f"freq_ratio={self.freq_ratio} time chunks")
+            raise ConfigError(
+                f"audio_encoder: HTS-AT's final {self.final_grid}x{self.final_grid} token grid must split into "
+                f"freq_ratio={self.freq_ratio} time chunks"
+            )
         self.time_stride = spec_size // self.final_grid  # (spec_size*r mel frames) / (r*g output frames)
         self.post_pool = nn.Identity()
         self.apply(_init)
@@ -261,8 +333,10 @@ class HTSAT(AudioEncoder):
         b, c, t, f = x.shape
         target_t = self.spec_size * self.freq_ratio
         if t > target_t or f != self.n_mels:
-            raise ValueError(f"HTS-AT takes at most {target_t} mel frames of {self.n_mels} bins, got {t}x{f}: "
-                             "crop the audio to the model's clip length (or use fusion for long clips)")
+            raise ValueError(
+                f"HTS-AT takes at most {target_t} mel frames of {self.n_mels} bins, got {t}x{f}: "
+                "crop the audio to the model's clip length (or use fusion for long clips)"
+            )
         if t < target_t:
             x = F.interpolate(x, (target_t, f), mode="bicubic", align_corners=True)
         r = self.freq_ratio

@@ -5,12 +5,13 @@ checkpoints map by name. Differences by design: no internal spectrogram (LogMel
 runs outside), no fc_audioset head, and fc1 lives in `post_pool` (key
 `post_pool.fc1.*` <-> LAION `fc1.*`).
 """
+
 import math
 from collections import OrderedDict
 
 import torch
-import torch.utils.checkpoint
 import torch.nn.functional as F
+import torch.utils.checkpoint
 from torch import nn
 
 from clap_train.config import ConfigError
@@ -39,10 +40,20 @@ class ConvBlock(nn.Module):
 
 
 class PANN(AudioEncoder):
-    def __init__(self, channels, pools, kernel_size: int = 3, n_convs: int = 2, n_mels: int = 64,
-                 dropout: float = 0.2, post_dropout: float = 0.5,
-                 spec_augment: dict | None = None, channels_last: bool = False,
-                 gradient_checkpointing: bool = False, freeze_layers: int = 0):
+    def __init__(
+        self,
+        channels,
+        pools,
+        kernel_size: int = 3,
+        n_convs: int = 2,
+        n_mels: int = 64,
+        dropout: float = 0.2,
+        post_dropout: float = 0.5,
+        spec_augment: dict | None = None,
+        channels_last: bool = False,
+        gradient_checkpointing: bool = False,
+        freeze_layers: int = 0,
+    ):
         super().__init__()
         assert len(channels) == len(pools)
         self.n_mels = n_mels
@@ -59,12 +70,14 @@ class PANN(AudioEncoder):
             self.add_module(f"conv_block{i}", ConvBlock(c_in, c, kernel_size, n_convs))
             c_in = c
         # LAION: embedding = dropout(relu(fc1(dropout(max_t + mean_t)))).
-        self.post_pool = nn.Sequential(OrderedDict(
-            dropout=nn.Dropout(post_dropout),
-            fc1=nn.Linear(c_in, c_in),
-            relu=nn.ReLU(),
-            dropout2=nn.Dropout(post_dropout),
-        ))
+        self.post_pool = nn.Sequential(
+            OrderedDict(
+                dropout=nn.Dropout(post_dropout),
+                fc1=nn.Linear(c_in, c_in),
+                relu=nn.ReLU(),
+                dropout2=nn.Dropout(post_dropout),
+            )
+        )
         self._init_weights()
         self.freeze(freeze_layers)
 
@@ -91,8 +104,11 @@ class PANN(AudioEncoder):
         ckpt = self.gradient_checkpointing and self.training and torch.is_grad_enabled()
         for i, pool in enumerate(self.pools, start=1):
             block = getattr(self, f"conv_block{i}")
-            x = torch.utils.checkpoint.checkpoint(_first_call_updates_bn(block, pool), x, use_reentrant=False) \
-                if ckpt else block(x, pool)
+            x = (
+                torch.utils.checkpoint.checkpoint(_first_call_updates_bn(block, pool), x, use_reentrant=False)
+                if ckpt
+                else block(x, pool)
+            )
             x = F.dropout(x, self.dropout, self.training)
         return x.mean(dim=3).transpose(1, 2).contiguous()  # mean over freq -> [B, T', C]
 
@@ -116,6 +132,7 @@ def _first_call_updates_bn(block: nn.Module, pool: int):
             for m, (mom, n) in zip(bns, saved):
                 m.momentum = mom
                 m.num_batches_tracked.copy_(n)
+
     return run
 
 

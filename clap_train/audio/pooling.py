@@ -1,4 +1,5 @@
 """Temporal pooling of encoder frames [B, T, C] (+ optional valid mask [B, T]) -> [B, C]."""
+
 import torch
 from torch import nn
 

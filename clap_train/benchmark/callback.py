@@ -8,16 +8,30 @@ from clap_train.benchmark.readers import BenchData, read
 from clap_train.benchmark.suite import evaluate, load_protocols, subset
 from clap_train.config import ConfigError
 
-LOGGED = ("zeroshot_top1", "zeroshot_top5", "mean_fold_top1", "t2a_R@1", "t2a_R@10", "a2t_R@1", "a2t_R@10",
-          "t2a_mAP@10")
+LOGGED = (
+    "zeroshot_top1",
+    "zeroshot_top5",
+    "mean_fold_top1",
+    "t2a_R@1",
+    "t2a_R@10",
+    "a2t_R@1",
+    "a2t_R@10",
+    "t2a_mAP@10",
+)
 
 
 class Benchmark(L.Callback):
     """After every `every_n_epochs` validation, rank 0 runs the configured subset of the suite (each data set
     capped at `max_items` clips, a fixed every-k-th subset) and every rank logs the broadcast results."""
 
-    def __init__(self, suite: list[str], data_root: str, every_n_epochs: int = 1, max_items: int | None = 400,
-                 batch_size: int = 16):
+    def __init__(
+        self,
+        suite: list[str],
+        data_root: str,
+        every_n_epochs: int = 1,
+        max_items: int | None = 400,
+        batch_size: int = 16,
+    ):
         protocols = load_protocols()
         bad = [n for n in suite if n not in protocols]
         if bad:

@@ -21,18 +21,22 @@ from dataclasses import dataclass, field
 from clap_train.data.audio_files import AUDIO_FILE_EXTS, AudioItem
 from clap_train.prompts import class_phrase
 
-FOLDERS = {"esc50": ("esc50", "ESC-50", "ESC-50-master"), "us8k": ("us8k", "UrbanSound8K", "urbansound8k"),
-           "audiocaps": ("audiocaps", "AudioCaps"), "clotho": ("clotho", "Clotho")}
+FOLDERS = {
+    "esc50": ("esc50", "ESC-50", "ESC-50-master"),
+    "us8k": ("us8k", "UrbanSound8K", "urbansound8k"),
+    "audiocaps": ("audiocaps", "AudioCaps"),
+    "clotho": ("clotho", "Clotho"),
+}
 
 
 @dataclass
 class BenchData:
     name: str
-    items: list[AudioItem]                    # clips found (labels for zero-shot, captions for retrieval)
+    items: list[AudioItem]  # clips found (labels for zero-shot, captions for retrieval)
     classes: list[str] = field(default_factory=list)
-    folds: list[int] = field(default_factory=list)   # per item, when the layout has folds
+    folds: list[int] = field(default_factory=list)  # per item, when the layout has folds
     missing: list[str] = field(default_factory=list)  # clips listed but not found on disk
-    source: str = ""                           # where it was read from
+    source: str = ""  # where it was read from
     shards: list[str] = field(default_factory=list)  # set instead of items for make-shards data
 
 
@@ -59,7 +63,8 @@ def _shards_dataset(name: str, root: str, split: str) -> BenchData | None:
             if os.path.exists(cj):
                 import json
 
-                classes = list(json.load(open(cj)))
+                with open(cj) as f:
+                    classes = list(json.load(f))
             return BenchData(name, [], classes, source=os.path.join(d, split), shards=tars)
     return None
 
@@ -116,8 +121,13 @@ def _youtube_clip(index: dict[str, str], yid: str, start: str) -> str | None:
 
 def read_audiocaps(root: str, split: str = "test") -> BenchData | None:
     for d in _candidates(root, "audiocaps"):
-        csv_path = _first([os.path.join(d, f"{split}.csv"), os.path.join(d, "dataset", f"{split}.csv"),
-                           os.path.join(d, "data", f"{split}.csv")])
+        csv_path = _first(
+            [
+                os.path.join(d, f"{split}.csv"),
+                os.path.join(d, "dataset", f"{split}.csv"),
+                os.path.join(d, "data", f"{split}.csv"),
+            ]
+        )
         if csv_path:
             break
     else:
@@ -142,8 +152,12 @@ def read_audiocaps(root: str, split: str = "test") -> BenchData | None:
 
 def read_clotho(root: str, split: str = "evaluation") -> BenchData | None:
     for d in _candidates(root, "clotho"):
-        csv_path = _first([os.path.join(d, f"clotho_captions_{split}.csv"),
-                           *glob.glob(os.path.join(d, "*", f"clotho_captions_{split}.csv"))])
+        csv_path = _first(
+            [
+                os.path.join(d, f"clotho_captions_{split}.csv"),
+                *glob.glob(os.path.join(d, "*", f"clotho_captions_{split}.csv")),
+            ]
+        )
         if csv_path:
             break
     else:

@@ -17,11 +17,18 @@ from clap_train.eval.retrieval import retrieval_metrics
 from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
 from clap_train.inference import Progress, embed_items, embed_shards, embed_texts, no_progress
 from clap_train.model import CLAP
-from clap_train.tools.zeroshot import label_indices
 from clap_train.prompts import DEFAULT_TEMPLATES
+from clap_train.tools.zeroshot import label_indices
 
-RETRIEVAL_COLUMNS = (("t2a_R@1", "T2A R@1"), ("t2a_R@5", "R@5"), ("t2a_R@10", "R@10"), ("a2t_R@1", "A2T R@1"),
-                     ("a2t_R@5", "R@5"), ("a2t_R@10", "R@10"), ("t2a_mAP@10", "mAP@10"))
+RETRIEVAL_COLUMNS = (
+    ("t2a_R@1", "T2A R@1"),
+    ("t2a_R@5", "R@5"),
+    ("t2a_R@10", "R@10"),
+    ("a2t_R@1", "A2T R@1"),
+    ("a2t_R@5", "R@5"),
+    ("a2t_R@10", "R@10"),
+    ("t2a_mAP@10", "mAP@10"),
+)
 ZEROSHOT_COLUMNS = (("zeroshot_top1", "top-1"),)
 
 
@@ -38,12 +45,20 @@ def subset(data: BenchData, max_items: int | None) -> BenchData:
         return data
     step = len(data.items) / max_items
     keep = [int(i * step) for i in range(max_items)]
-    return BenchData(data.name, [data.items[i] for i in keep], data.classes,
-                     [data.folds[i] for i in keep] if data.folds else [], data.missing, data.source, data.shards)
+    return BenchData(
+        data.name,
+        [data.items[i] for i in keep],
+        data.classes,
+        [data.folds[i] for i in keep] if data.folds else [],
+        data.missing,
+        data.source,
+        data.shards,
+    )
 
 
-def evaluate(model: CLAP, data: BenchData, protocol: dict, batch_size: int = 16,
-             progress: Progress = no_progress) -> dict:
+def evaluate(
+    model: CLAP, data: BenchData, protocol: dict, batch_size: int = 16, progress: Progress = no_progress
+) -> dict:
     """One data set -> {"metrics": {...}, "missing", "skipped"} following its protocol."""
     if protocol["task"] not in ("zeroshot", "retrieval"):
         raise ValueError(f"protocol task {protocol['task']!r}; valid: zeroshot, retrieval")
@@ -88,9 +103,17 @@ def evaluate(model: CLAP, data: BenchData, protocol: dict, batch_size: int = 16,
     return {"metrics": metrics, "missing": data.missing, "skipped": skipped}
 
 
-def run_suite(checkpoints: list[str], names: list[str], data_root: str, batch_size: int = 16, device: str = "cpu",
-              progress: Progress = no_progress, log=print, trust_checkpoint: bool = False,
-              tokenizer: str | None = None) -> dict:
+def run_suite(
+    checkpoints: list[str],
+    names: list[str],
+    data_root: str,
+    batch_size: int = 16,
+    device: str = "cpu",
+    progress: Progress = no_progress,
+    log=print,
+    trust_checkpoint: bool = False,
+    tokenizer: str | None = None,
+) -> dict:
     from clap_train.checkpoints.load import load_model
 
     protocols = load_protocols()
@@ -106,13 +129,16 @@ def run_suite(checkpoints: list[str], names: list[str], data_root: str, batch_si
             log(f"{protocols[n]['title']}: not found under {data_root} (skipped)")
             continue
         found[n] = d
-        datasets[n].update(source=d.source, clips=len(d.items) or None, shards=len(d.shards) or None,
-                           missing=len(d.missing))
+        datasets[n].update(
+            source=d.source, clips=len(d.items) or None, shards=len(d.shards) or None, missing=len(d.missing)
+        )
         what = f"{len(d.items)} clips" if d.items else f"{len(d.shards)} shards"
         msg = f"{protocols[n]['title']}: {what} from {d.source}"
         if d.missing:
-            msg += (f"; {len(d.missing)} listed clip(s) not found (e.g. {d.missing[0]}): left out of every metric "
-                    "and counted as n_missing")
+            msg += (
+                f"; {len(d.missing)} listed clip(s) not found (e.g. {d.missing[0]}): left out of every metric "
+                "and counted as n_missing"
+            )
         log(msg)
     results: dict[str, dict] = {}
     for ck in checkpoints:
@@ -120,15 +146,18 @@ def run_suite(checkpoints: list[str], names: list[str], data_root: str, batch_si
         results[ck] = {}
         for n, d in found.items():
             results[ck][n] = evaluate(model, d, protocols[n], batch_size, progress)
-    return {"datasets": datasets, "results": results,
-            "protocols": {n: {k: v for k, v in protocols[n].items()} for n in names if n in protocols}}
+    return {
+        "datasets": datasets,
+        "results": results,
+        "protocols": {n: {k: v for k, v in protocols[n].items()} for n in names if n in protocols},
+    }
 
 
 def _columns(res: dict) -> list[tuple[str, str, str]]:
     cols = []
     for n, p in res["protocols"].items():
         if res["datasets"][n]["found"]:
-            for key, head in (ZEROSHOT_COLUMNS if p["task"] == "zeroshot" else RETRIEVAL_COLUMNS):
+            for key, head in ZEROSHOT_COLUMNS if p["task"] == "zeroshot" else RETRIEVAL_COLUMNS:
                 cols.append((n, key, f"{p['title']} {head}" if head in ("top-1", "T2A R@1") else head))
     return cols
 
@@ -157,8 +186,12 @@ def format_markdown(res: dict) -> str:
     heads = ["checkpoint"] + [h for _, _, h in cols]
     lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     lines += ["| " + " | ".join(r) + " |" for r in _rows(res)]
-    pub = [(p["title"], who, k, v) for n, p in res["protocols"].items() for who, m in (p.get("published") or {}).items()
-           for k, v in m.items()]
+    pub = [
+        (p["title"], who, k, v)
+        for n, p in res["protocols"].items()
+        for who, m in (p.get("published") or {}).items()
+        for k, v in m.items()
+    ]
     if pub:
         lines += ["", "Published (reference): " + "; ".join(f"{t} {k} {v * 100:.1f}% ({who})" for t, who, k, v in pub)]
     return "\n".join(lines)

@@ -11,8 +11,11 @@ def save_ours(model, path: str) -> None:
     """A weights-only clap_train checkpoint (plain containers: loads with weights_only=True, offline)."""
     from clap_train.checkpoints.io import atomic_save
 
-    ck = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-          "hyper_parameters": {"model_cfg": model.model_cfg}, "text_assets": model.text_branch.assets()}
+    ck = {
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "hyper_parameters": {"model_cfg": model.model_cfg},
+        "text_assets": model.text_branch.assets(),
+    }
     atomic_save(ck, path)
 
 
@@ -36,4 +39,3 @@ def export(model, fmt: str, out: str) -> str:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         (save_laion if fmt == "laion" else save_ours)(model, out)
     return out
-

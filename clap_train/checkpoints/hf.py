@@ -14,10 +14,14 @@ import torch
 
 AUDIO = "audio_model.audio_encoder."
 # (ours, HF) suffix pairs inside one Swin block; the rest of the audio tower keeps its names.
-BLOCK_NAMES = [("norm1.", "layernorm_before."), ("norm2.", "layernorm_after."),
-               ("attn.relative_position_", "attention.self.relative_position_"),
-               ("attn.proj.", "attention.output.dense."), ("mlp.fc1.", "intermediate.dense."),
-               ("mlp.fc2.", "output.dense.")]
+BLOCK_NAMES = [
+    ("norm1.", "layernorm_before."),
+    ("norm2.", "layernorm_after."),
+    ("attn.relative_position_", "attention.self.relative_position_"),
+    ("attn.proj.", "attention.output.dense."),
+    ("mlp.fc1.", "intermediate.dense."),
+    ("mlp.fc2.", "output.dense."),
+]
 BLOCK = re.compile(r"(layers\.\d+\.blocks\.\d+\.)(.*)$")
 HF_DERIVED = ("text_model.embeddings.position_ids", "text_model.embeddings.token_type_ids")
 
@@ -26,7 +30,7 @@ def _rename(rest: str, pairs, to_hf: bool) -> str:
     for ours, hf in pairs:
         a, b = (ours, hf) if to_hf else (hf, ours)
         if rest.startswith(a):
-            return b + rest[len(a):]
+            return b + rest[len(a) :]
     return rest
 
 
@@ -35,20 +39,20 @@ def to_hf(sd: dict) -> dict:
     out = {}
     for k, v in sd.items():
         if k.startswith("audio_branch."):
-            rest = k[len("audio_branch."):]
+            rest = k[len("audio_branch.") :]
             if rest.startswith("bn0."):
                 out[AUDIO + "batch_norm." + rest[4:]] = v
                 continue
             m = BLOCK.match(rest)
             if m and m.group(2).startswith("attn.qkv."):
                 for name, part in zip(("query", "key", "value"), v.chunk(3, dim=0)):
-                    out[f"{AUDIO}{m.group(1)}attention.self.{name}.{m.group(2)[len('attn.qkv.'):]}"] = part.clone()
+                    out[f"{AUDIO}{m.group(1)}attention.self.{name}.{m.group(2)[len('attn.qkv.') :]}"] = part.clone()
                 continue
             if m:
                 rest = m.group(1) + _rename(m.group(2), BLOCK_NAMES, True)
             out[AUDIO + rest] = v
         elif k.startswith("text_branch.model."):
-            out["text_model." + k[len("text_branch.model."):]] = v
+            out["text_model." + k[len("text_branch.model.") :]] = v
         elif k.startswith(("audio_projection.", "text_projection.")):
             side, idx, rest = k.split(".", 2)
             out[f"{side}.{ {'0': 'linear1', '2': 'linear2'}[idx] }.{rest}"] = v
@@ -66,9 +70,9 @@ def from_hf(sd: dict) -> tuple[dict, list[str]]:
         if k in HF_DERIVED:
             dropped.append(k)
         elif k.startswith(AUDIO):
-            rest = k[len(AUDIO):]
+            rest = k[len(AUDIO) :]
             if rest.startswith("batch_norm."):
-                out["audio_branch.bn0." + rest[len("batch_norm."):]] = v
+                out["audio_branch.bn0." + rest[len("batch_norm.") :]] = v
                 continue
             m = BLOCK.match(rest)
             q = re.match(r"attention\.self\.(query|key|value)\.(\w+)$", m.group(2)) if m else None
@@ -79,7 +83,7 @@ def from_hf(sd: dict) -> tuple[dict, list[str]]:
                 rest = m.group(1) + _rename(m.group(2), BLOCK_NAMES, False)
             out["audio_branch." + rest] = v
         elif k.startswith("text_model."):
-            out["text_branch.model." + k[len("text_model."):]] = v
+            out["text_branch.model." + k[len("text_model.") :]] = v
         elif k.startswith(("audio_projection.", "text_projection.")):
             side, name, rest = k.split(".", 2)
             out[f"{side}.{ {'linear1': '0', 'linear2': '2'}[name] }.{rest}"] = v
@@ -101,22 +105,48 @@ def model_config(hf_config) -> tuple[dict, dict]:
     """A transformers ClapConfig -> (our build_model config, our text-tower config dict)."""
     a, t = hf_config.audio_config, hf_config.text_config
     stride = a.patch_stride if isinstance(a.patch_stride, int) else a.patch_stride[0]
-    audio = {"_target_": "clap_train.audio.htsat.build_htsat", "name": None, "embed_dim": a.patch_embeds_hidden_size,
-             "depths": list(a.depths), "num_heads": list(a.num_attention_heads), "n_mels": a.num_mel_bins,
-             "spec_size": a.spec_size, "patch_size": a.patch_size, "patch_stride": stride,
-             "window_size": a.window_size, "mlp_ratio": a.mlp_ratio, "qkv_bias": a.qkv_bias,
-             "drop_path_rate": a.drop_path_rate, "fusion": bool(a.enable_fusion)}
+    audio = {
+        "_target_": "clap_train.audio.htsat.build_htsat",
+        "name": None,
+        "embed_dim": a.patch_embeds_hidden_size,
+        "depths": list(a.depths),
+        "num_heads": list(a.num_attention_heads),
+        "n_mels": a.num_mel_bins,
+        "spec_size": a.spec_size,
+        "patch_size": a.patch_size,
+        "patch_stride": stride,
+        "window_size": a.window_size,
+        "mlp_ratio": a.mlp_ratio,
+        "qkv_bias": a.qkv_bias,
+        "drop_path_rate": a.drop_path_rate,
+        "fusion": bool(a.enable_fusion),
+    }
     cfg = {
-        "embed_dim": hf_config.projection_dim, "logit_scale_init": float(hf_config.logit_scale_init_value),
-        "logit_scale_max": 100.0, "clip_seconds": 10.0, "mask_padding": False,
-        "frontend": {"sample_rate": 48000, "n_fft": 1024, "win_length": 1024, "hop_length": 480,
-                     "n_mels": a.num_mel_bins, "f_min": 50.0, "f_max": 14000.0,
-                     "mel_scale": "htk" if a.enable_fusion else "slaney", "mel_norm": "auto"},
-        "audio_encoder": audio, "pooling": {"name": "mean"},
+        "embed_dim": hf_config.projection_dim,
+        "logit_scale_init": float(hf_config.logit_scale_init_value),
+        "logit_scale_max": 100.0,
+        "clip_seconds": 10.0,
+        "mask_padding": False,
+        "frontend": {
+            "sample_rate": 48000,
+            "n_fft": 1024,
+            "win_length": 1024,
+            "hop_length": 480,
+            "n_mels": a.num_mel_bins,
+            "f_min": 50.0,
+            "f_max": 14000.0,
+            "mel_scale": "htk" if a.enable_fusion else "slaney",
+            "mel_norm": "auto",
+        },
+        "audio_encoder": audio,
+        "pooling": {"name": "mean"},
         "text_encoder": {"pooling": "pooler", "max_length": 77},
     }
-    text = {k: v for k, v in t.to_dict().items() if k not in ("projection_dim", "projection_hidden_act",
-                                                               "model_type", "architectures", "transformers_version")}
+    text = {
+        k: v
+        for k, v in t.to_dict().items()
+        if k not in ("projection_dim", "projection_hidden_act", "model_type", "architectures", "transformers_version")
+    }
     text["model_type"] = "roberta"
     return cfg, text
 
@@ -140,32 +170,58 @@ def hf_config(model):
     if model.frontend.sample_rate != 48000 or model.frontend.hop_length != 480 or model.frontend.n_fft != 1024:
         problems.append("a front end other than 48 kHz / n_fft 1024 / hop 480")
     if problems:
-        raise ValueError("cannot export to transformers' ClapModel: " + "; ".join(problems) +
-                         ". Export with --format ours or --format laion instead.")
+        raise ValueError(
+            "cannot export to transformers' ClapModel: "
+            + "; ".join(problems)
+            + ". Export with --format ours or --format laion instead."
+        )
     blocks = [len(layer.blocks) for layer in enc.layers]
-    audio = dict(spec_size=enc.spec_size, num_mel_bins=enc.n_mels, window_size=enc.layers[0].blocks[0].window,
-                 patch_size=enc.patch_embed.proj.kernel_size[0], patch_stride=list(enc.patch_embed.proj.stride),
-                 patch_embeds_hidden_size=enc.patch_embed.proj.out_channels, depths=blocks,
-                 num_attention_heads=[layer.blocks[0].attn.heads for layer in enc.layers],
-                 hidden_size=enc.out_dim, enable_fusion=enc.fusion, qkv_bias=enc.layers[0].blocks[0].attn.qkv.bias
-                 is not None, mlp_ratio=enc.layers[0].blocks[0].mlp.fc1.out_features / enc.patch_embed.proj.out_channels,
-                 projection_dim=model.embed_dim, projection_hidden_act="relu")
-    tcfg = {k: v for k, v in text.model.config.to_dict().items()
-            if k not in ("model_type", "architectures", "transformers_version", "_name_or_path")}
+    audio = dict(
+        spec_size=enc.spec_size,
+        num_mel_bins=enc.n_mels,
+        window_size=enc.layers[0].blocks[0].window,
+        patch_size=enc.patch_embed.proj.kernel_size[0],
+        patch_stride=list(enc.patch_embed.proj.stride),
+        patch_embeds_hidden_size=enc.patch_embed.proj.out_channels,
+        depths=blocks,
+        num_attention_heads=[layer.blocks[0].attn.heads for layer in enc.layers],
+        hidden_size=enc.out_dim,
+        enable_fusion=enc.fusion,
+        qkv_bias=enc.layers[0].blocks[0].attn.qkv.bias is not None,
+        mlp_ratio=enc.layers[0].blocks[0].mlp.fc1.out_features / enc.patch_embed.proj.out_channels,
+        projection_dim=model.embed_dim,
+        projection_hidden_act="relu",
+    )
+    tcfg = {
+        k: v
+        for k, v in text.model.config.to_dict().items()
+        if k not in ("model_type", "architectures", "transformers_version", "_name_or_path")
+    }
     tcfg.update(projection_dim=model.embed_dim, projection_hidden_act="relu")
-    return ClapConfig(text_config=tcfg, audio_config=audio, projection_dim=model.embed_dim,
-                      logit_scale_init_value=float(model.logit_scale_a.detach().exp()))
+    return ClapConfig(
+        text_config=tcfg,
+        audio_config=audio,
+        projection_dim=model.embed_dim,
+        logit_scale_init_value=float(model.logit_scale_a.detach().exp()),
+    )
 
 
 def feature_extractor(model):
     from transformers import ClapFeatureExtractor
 
     fe = model.frontend
-    return ClapFeatureExtractor(feature_size=fe.n_mels, sampling_rate=fe.sample_rate, hop_length=fe.hop_length,
-                                max_length_s=int(round(model.clip_seconds)), fft_window_size=fe.n_fft,
-                                frequency_min=int(fe.f_min), frequency_max=int(fe.f_max), top_db=None,
-                                truncation="fusion" if model.audio_branch.fusion else "rand_trunc",
-                                padding="repeatpad")
+    return ClapFeatureExtractor(
+        feature_size=fe.n_mels,
+        sampling_rate=fe.sample_rate,
+        hop_length=fe.hop_length,
+        max_length_s=int(round(model.clip_seconds)),
+        fft_window_size=fe.n_fft,
+        frequency_min=int(fe.f_min),
+        frequency_max=int(fe.f_max),
+        top_db=None,
+        truncation="fusion" if model.audio_branch.fusion else "rand_trunc",
+        padding="repeatpad",
+    )
 
 
 def export(model, out_dir: str) -> None:
@@ -196,7 +252,8 @@ def read(path_or_id: str) -> tuple[dict, dict, dict, object]:
     except OSError as e:
         raise FileNotFoundError(
             f"cannot load the Hugging Face CLAP model {path_or_id!r}: {e}. A hub id needs network access "
-            "(unset HF_HUB_OFFLINE); without it, pass a local directory (e.g. from `huggingface-cli download`).") from None
+            "(unset HF_HUB_OFFLINE); without it, pass a local directory (e.g. from `huggingface-cli download`)."
+        ) from None
     cfg, text = model_config(hf.config)
     sd, _ = from_hf(hf.state_dict())
     return sd, cfg, text, tok

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shutil
@@ -40,11 +39,13 @@ def _atomic(write, obj, path: str) -> None:
 
         d = os.path.dirname(os.path.abspath(path))
         free, good = shutil.disk_usage(d).free, newest_valid(d)
-        raise DiskFull(f"no space left for checkpoint {path}: it needs about {_payload_bytes(obj) / 1e6:.1f} MB, "
-                       f"{free / 1e6:.1f} MB are free on that disk. "
-                       + (f"The newest complete checkpoint, {good}, is untouched: " if good else "")
-                       + "free space (or lower callbacks.keep_last_checkpoints.keep_last) and run the same "
-                       "command again to resume") from None
+        raise DiskFull(
+            f"no space left for checkpoint {path}: it needs about {_payload_bytes(obj) / 1e6:.1f} MB, "
+            f"{free / 1e6:.1f} MB are free on that disk. "
+            + (f"The newest complete checkpoint, {good}, is untouched: " if good else "")
+            + "free space (or lower callbacks.keep_last_checkpoints.keep_last) and run the same "
+            "command again to resume"
+        ) from None
 
 
 def atomic_save(obj, path: str) -> None:
@@ -54,5 +55,8 @@ def atomic_save(obj, path: str) -> None:
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        _atomic(lambda obj, tmp: super(AtomicCheckpointIO, self).save_checkpoint(obj, tmp, storage_options),
-                checkpoint, str(path))
+        _atomic(
+            lambda obj, tmp: super(AtomicCheckpointIO, self).save_checkpoint(obj, tmp, storage_options),
+            checkpoint,
+            str(path),
+        )

@@ -21,8 +21,22 @@ def numpy_safe_globals() -> list:
     import numpy as np
 
     scalar = np._core.multiarray.scalar if hasattr(np, "_core") else np.core.multiarray.scalar
-    dtypes = {type(np.dtype(t)) for t in ("float16", "float32", "float64", "int8", "int16", "int32", "int64",
-                                           "uint8", "bool", "complex64", "complex128")}
+    dtypes = {
+        type(np.dtype(t))
+        for t in (
+            "float16",
+            "float32",
+            "float64",
+            "int8",
+            "int16",
+            "int32",
+            "int64",
+            "uint8",
+            "bool",
+            "complex64",
+            "complex128",
+        )
+    }
     return [scalar, (scalar, "numpy.core.multiarray.scalar"), np.dtype, *dtypes]
 
 
@@ -55,10 +69,13 @@ def read_checkpoint(path: str, map_location="cpu", mmap: bool = False, trust: bo
                 f"{path} needs full pickle to load ({wanted or 'a global outside the allow-list'}), which can run "
                 "arbitrary code from the file. If you trust its source, pass trust_checkpoint=true "
                 "(--trust-checkpoint); better, do that once in a sandbox, save its state_dict (or "
-                "safetensors) and use that file, which loads safely.") from None
+                "safetensors) and use that file, which loads safely."
+            ) from None
     import warnings
 
-    warnings.warn(f"loading {path} with full pickle (trust_checkpoint=true): it can run code from the file")
+    warnings.warn(
+        f"loading {path} with full pickle (trust_checkpoint=true): it can run code from the file", stacklevel=2
+    )
     return torch.load(path, map_location=map_location, weights_only=False)
 
 
@@ -77,7 +94,7 @@ def strip_prefixes(sd: dict) -> dict:
             changed = False
             for p in PREFIXES:
                 if k.startswith(p):
-                    k, changed = k[len(p):], True
+                    k, changed = k[len(p) :], True
         out[k] = v
     return out
 
@@ -85,12 +102,13 @@ def strip_prefixes(sd: dict) -> dict:
 @dataclass
 class Imported:
     """Weights in our names, whatever the file's format, plus what is known of the model they fit."""
+
     state_dict: dict
-    origin: str                       # "clap_train" | "laion" | "hf"
-    model_cfg: dict | None = None     # build_model config (None: unknown)
-    text_assets: dict | None = None   # text config + tokenizer files
-    text_config: dict | None = None   # text config only (LAION files carry no tokenizer)
-    raw: dict = field(default_factory=dict)   # the file's own state_dict (LAION: derived-buffer checks)
+    origin: str  # "clap_train" | "laion" | "hf"
+    model_cfg: dict | None = None  # build_model config (None: unknown)
+    text_assets: dict | None = None  # text config + tokenizer files
+    text_config: dict | None = None  # text config only (LAION files carry no tokenizer)
+    raw: dict = field(default_factory=dict)  # the file's own state_dict (LAION: derived-buffer checks)
     dropped: list = field(default_factory=list)
     ck: dict = field(default_factory=dict)
 
@@ -111,8 +129,10 @@ def read_weights(path: str, trust: bool = False, map_location="cpu") -> Imported
         return Imported(sd, "hf", cfg, make_assets(text, tok))
     ck = read_checkpoint(path, map_location, trust=trust)
     if deepspeed_dir and not ck["state_dict"]:
-        raise ValueError(f"{path} is a ZeRO-3 checkpoint: its weights are partitioned over the ranks' files. "
-                         f"Consolidate them first: python {os.path.join(path, 'zero_to_fp32.py')} {path} OUT_DIR")
+        raise ValueError(
+            f"{path} is a ZeRO-3 checkpoint: its weights are partitioned over the ranks' files. "
+            f"Consolidate them first: python {os.path.join(path, 'zero_to_fp32.py')} {path} OUT_DIR"
+        )
     hp = ck.get("hyper_parameters") or {}
     if "model_cfg" in hp and "text_assets" in ck:
         return Imported(strip_prefixes(ck["state_dict"]), "clap_train", hp["model_cfg"], ck["text_assets"], ck=ck)
@@ -139,8 +159,10 @@ def load_model(path: str, map_location="cpu", trust_checkpoint: bool = False, to
     """
     imp = read_weights(path, trust_checkpoint)
     if imp.model_cfg is None:
-        raise ValueError(f"{path}: a bare state_dict does not say which model it is; load it into a configured "
-                         "model with init_from= instead")
+        raise ValueError(
+            f"{path}: a bare state_dict does not say which model it is; load it into a configured "
+            "model with init_from= instead"
+        )
     assets = imp.text_assets
     if assets is None:  # LAION: shapes known, tokenizer not carried
         from transformers import AutoTokenizer
@@ -154,14 +176,17 @@ def load_model(path: str, map_location="cpu", trust_checkpoint: bool = False, to
             raise FileNotFoundError(
                 f"{path} is a LAION-CLAP checkpoint; its text tower needs the {name!r} tokenizer, which could "
                 f"not be loaded ({e}). With network access it downloads once; offline, pass tokenizer=<local "
-                "roberta-base folder> (--tokenizer).") from None
+                "roberta-base folder> (--tokenizer)."
+            ) from None
         assets = make_assets(imp.text_config, tok)
     model = build_model(imp.model_cfg, assets)
     _report_derived(imp, model, print)
     missing, unexpected = model.load_state_dict(imp.state_dict, strict=False)
     if missing or unexpected:
-        raise ValueError(f"{path} ({imp.origin}): state_dict does not match the model it describes: "
-                         f"missing={missing[:5]} unexpected={unexpected[:5]}")
+        raise ValueError(
+            f"{path} ({imp.origin}): state_dict does not match the model it describes: "
+            f"missing={missing[:5]} unexpected={unexpected[:5]}"
+        )
     return model.to(map_location).eval()
 
 
@@ -178,13 +203,17 @@ def check_compatible(ck: dict, model: CLAP, path: str) -> None:
     hp = (ck.get("hyper_parameters") or {}).get("model_cfg") or {}
     sr = (hp.get("frontend") or {}).get("sample_rate")
     if sr is not None and int(sr) != model.sample_rate:
-        raise ValueError(f"{path} was trained at {sr} Hz but this run's model is at {model.sample_rate} Hz "
-                         f"(data.audio.sample_rate); set data.audio.sample_rate={sr}")
+        raise ValueError(
+            f"{path} was trained at {sr} Hz but this run's model is at {model.sample_rate} Hz "
+            f"(data.audio.sample_rate); set data.audio.sample_rate={sr}"
+        )
     vocab = ((ck.get("text_assets") or {}).get("config") or {}).get("vocab_size")
     ours = model.text_branch.model.config.vocab_size
     if vocab is not None and int(vocab) != ours:
-        raise ValueError(f"{path} has a text tower with a {vocab}-token vocabulary but text_encoder has {ours}: "
-                         "the tokenizer does not match; use the checkpoint's text_encoder")
+        raise ValueError(
+            f"{path} has a text tower with a {vocab}-token vocabulary but text_encoder has {ours}: "
+            "the tokenizer does not match; use the checkpoint's text_encoder"
+        )
 
 
 def init_weights(model: CLAP, path: str, log=print, trust: bool = False) -> None:
@@ -196,11 +225,15 @@ def init_weights(model: CLAP, path: str, log=print, trust: bool = False) -> None
     elif imp.model_cfg:  # LAION / Hugging Face: the front end their weights were trained with
         fe = imp.model_cfg["frontend"]
         if int(fe["sample_rate"]) != model.sample_rate:
-            raise ValueError(f"{path} was trained at {fe['sample_rate']} Hz but this model runs at "
-                             f"{model.sample_rate} Hz: set data.audio.sample_rate={fe['sample_rate']}")
+            raise ValueError(
+                f"{path} was trained at {fe['sample_rate']} Hz but this model runs at "
+                f"{model.sample_rate} Hz: set data.audio.sample_rate={fe['sample_rate']}"
+            )
         if fe["mel_scale"] != model.frontend.mel_scale:
-            log(f"warning: {path} expects a {fe['mel_scale']} mel filterbank, this model uses "
-                f"{model.frontend.mel_scale} (model.frontend.mel_scale)")
+            log(
+                f"warning: {path} expects a {fe['mel_scale']} mel filterbank, this model uses "
+                f"{model.frontend.mel_scale} (model.frontend.mel_scale)"
+            )
     _report_derived(imp, model, log)
     sd, own = imp.state_dict, model.state_dict()
     usable = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}
@@ -210,9 +243,13 @@ def init_weights(model: CLAP, path: str, log=print, trust: bool = False) -> None
     if not usable:
         raise ValueError(f"init_from={path}: no parameter matches this model ({len(unexpected)} unexpected keys)")
     model.load_state_dict(usable, strict=False)
-    log(f"init_from={path} ({imp.origin}): loaded {len(usable)} tensors; missing {len(missing)}, "
+    log(
+        f"init_from={path} ({imp.origin}): loaded {len(usable)} tensors; missing {len(missing)}, "
         f"unexpected {len(unexpected)}, shape mismatch {len(shape_mismatch)}"
         + (f"; not used by CLAP: {len(imp.dropped)}" if imp.dropped else "")
-        + "".join(f"\n  {kind}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
-                  for kind, keys in (("missing", missing), ("unexpected", unexpected),
-                                     ("shape mismatch", shape_mismatch)) if keys))
+        + "".join(
+            f"\n  {kind}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
+            for kind, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shape_mismatch))
+            if keys
+        )
+    )

@@ -12,21 +12,26 @@ from __future__ import annotations
 import torch
 
 KS = (1, 5, 10)
-METRICS = (*(f"{d}_R@{k}" for k in KS for d in ("t2a", "a2t")), "t2a_mAP@10", "a2t_mAP@10", "t2a_mean_rank",
-           "a2t_mean_rank")  # what retrieval_metrics returns
+METRICS = (
+    *(f"{d}_R@{k}" for k in KS for d in ("t2a", "a2t")),
+    "t2a_mAP@10",
+    "a2t_mAP@10",
+    "t2a_mean_rank",
+    "a2t_mean_rank",
+)  # what retrieval_metrics returns
 
 
 def retrieval_metrics(audio: torch.Tensor, text: torch.Tensor, owner: torch.Tensor) -> dict[str, float]:
     """audio [N, D], text [M, D] (both L2-normalised), owner [M]: the clip each caption describes."""
     audio, text, owner = audio.float(), text.float(), owner.long()
-    sim = text @ audio.T                                       # [M, N]
+    sim = text @ audio.T  # [M, N]
     m_idx, n_idx = torch.arange(text.shape[0]), torch.arange(audio.shape[0])
-    pos = sim.gather(1, owner[:, None])                        # [M, 1]
+    pos = sim.gather(1, owner[:, None])  # [M, 1]
     t2a_rank = ((sim > pos) | ((sim == pos) & (n_idx[None] < owner[:, None]))).sum(1)  # [M]
     # audio->text: rank of each caption among all captions for its own clip
-    sim_a = sim.T                                              # [N, M]
-    own = sim_a[owner, m_idx][:, None]                         # [M, 1] score of caption j for its clip
-    row = sim_a[owner]                                         # [M, M] its clip's scores of every caption
+    sim_a = sim.T  # [N, M]
+    own = sim_a[owner, m_idx][:, None]  # [M, 1] score of caption j for its clip
+    row = sim_a[owner]  # [M, M] its clip's scores of every caption
     a2t_cap_rank = ((row > own) | ((row == own) & (m_idx[None] < m_idx[:, None]))).sum(1)  # [M]
     n = audio.shape[0]
     best = torch.full((n,), torch.iinfo(torch.long).max, dtype=torch.long)

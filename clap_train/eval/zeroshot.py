@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+
 from clap_train.prompts import class_key
 
 
@@ -20,8 +21,9 @@ def labels_from_tags(tags: list[list[str]], classes: list[str]) -> torch.Tensor:
 METRICS = ("zeroshot_top1", "zeroshot_top5", "zeroshot_chance", "zeroshot_n")  # top5 with >= 5 classes
 
 
-def zeroshot_metrics(audio: torch.Tensor, class_text: torch.Tensor, labels: torch.Tensor,
-                     ks=(1, 5)) -> dict[str, float]:
+def zeroshot_metrics(
+    audio: torch.Tensor, class_text: torch.Tensor, labels: torch.Tensor, ks=(1, 5)
+) -> dict[str, float]:
     """audio [N, D], class_text [C, D] (L2-normalised), labels [N] (-1 = unlabelled, ignored)."""
     keep = labels >= 0
     audio, labels = audio[keep].float(), labels[keep]

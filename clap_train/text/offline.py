@@ -1,12 +1,19 @@
 """A RoBERTa text tower that needs no download: a config beside a byte-level BPE tokenizer trained here on a
 few captions. For checks on machines without the hub (the GPU check) and for tests."""
 
-CORPUS = ["a dog barks twice", "a cat meows", "rain falls on a tin roof", "an engine idles then revs",
-          "birds sing in the morning", "a door slams shut", "This is a sound of a dog.", "people talking"] * 4
+CORPUS = [
+    "a dog barks twice",
+    "a cat meows",
+    "rain falls on a tin roof",
+    "an engine idles then revs",
+    "birds sing in the morning",
+    "a door slams shut",
+    "This is a sound of a dog.",
+    "people talking",
+] * 4
 
 
-def make_roberta_dir(path, hidden=32, layers=2, heads=2, max_positions=80, vocab_size=None,
-                     intermediate=None) -> str:
+def make_roberta_dir(path, hidden=32, layers=2, heads=2, max_positions=80, vocab_size=None, intermediate=None) -> str:
     """RobertaConfig (random weights when built with pretrained=false) + its tokenizer files in `path`; a
     vocab_size larger than the trained tokenizer's gives RoBERTa-base's embedding size."""
     from pathlib import Path
@@ -16,14 +23,24 @@ def make_roberta_dir(path, hidden=32, layers=2, heads=2, max_positions=80, vocab
 
     path = Path(path)
     bpe = ByteLevelBPETokenizer()
-    bpe.train_from_iterator(CORPUS, vocab_size=400, min_frequency=1,
-                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.train_from_iterator(
+        CORPUS, vocab_size=400, min_frequency=1, special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"]
+    )
     path.mkdir(parents=True, exist_ok=True)
     bpe.save_model(str(path))
     tok = RobertaTokenizerFast(vocab_file=str(path / "vocab.json"), merges_file=str(path / "merges.txt"))
     tok.save_pretrained(str(path))
-    RobertaConfig(vocab_size=vocab_size or len(tok), hidden_size=hidden, num_hidden_layers=layers,
-                  num_attention_heads=heads, intermediate_size=intermediate or hidden * 2,
-                  max_position_embeddings=max_positions, type_vocab_size=1, layer_norm_eps=1e-5, pad_token_id=1,
-                  bos_token_id=0, eos_token_id=2).save_pretrained(str(path))
+    RobertaConfig(
+        vocab_size=vocab_size or len(tok),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        intermediate_size=intermediate or hidden * 2,
+        max_position_embeddings=max_positions,
+        type_vocab_size=1,
+        layer_norm_eps=1e-5,
+        pad_token_id=1,
+        bos_token_id=0,
+        eos_token_id=2,
+    ).save_pretrained(str(path))
     return str(path)

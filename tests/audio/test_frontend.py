@@ -13,21 +13,34 @@ def _signal(seconds=1.0, seed=0):
     rng = np.random.default_rng(seed)
     t = np.arange(int(SR * seconds)) / SR
     y = 0.1 * rng.standard_normal(t.size) + 0.5 * np.sin(2 * np.pi * 440.0 * t)
-    y[int(0.4 * t.size):int(0.6 * t.size)] = 0.0  # digital silence exercises the amin clamp
+    y[int(0.4 * t.size) : int(0.6 * t.size)] = 0.0  # digital silence exercises the amin clamp
     return y.astype(np.float32)
 
 
 def _librosa_power(y, htk, norm):
     return librosa.feature.melspectrogram(
-        y=y.astype(np.float64), sr=SR, n_fft=1024, hop_length=480, win_length=1024, window="hann",
-        center=True, pad_mode="reflect", power=2.0, n_mels=64, fmin=50.0, fmax=14000.0,
-        htk=htk, norm=norm).T  # [frames, n_mels]
+        y=y.astype(np.float64),
+        sr=SR,
+        n_fft=1024,
+        hop_length=480,
+        win_length=1024,
+        window="hann",
+        center=True,
+        pad_mode="reflect",
+        power=2.0,
+        n_mels=64,
+        fmin=50.0,
+        fmax=14000.0,
+        htk=htk,
+        norm=norm,
+    ).T  # [frames, n_mels]
 
 
 @pytest.mark.parametrize("mel_scale,htk,norm", FLAVOURS)
 def test_filterbank_matches_librosa(mel_scale, htk, norm):
-    ref = librosa.filters.mel(sr=SR, n_fft=1024, n_mels=64, fmin=50.0, fmax=14000.0,
-                              htk=htk, norm=norm, dtype=np.float64)
+    ref = librosa.filters.mel(
+        sr=SR, n_fft=1024, n_mels=64, fmin=50.0, fmax=14000.0, htk=htk, norm=norm, dtype=np.float64
+    )
     ours = mel_filterbank(SR, 1024, 64, 50.0, 14000.0, mel_scale, norm).double().numpy()
     np.testing.assert_allclose(ours, ref, rtol=1e-6, atol=1e-7)
 
@@ -44,8 +57,7 @@ def test_logmel_matches_librosa(mel_scale, htk, norm):
     assert np.abs(out - ref_db)[loud].max() < 1e-3
     # quiet bins (frames straddling the silence, or the amin floor): compare power; atol
     # covers fp32 STFT rounding, ~1e-13 next to a frame peak of ~1e2
-    np.testing.assert_allclose(10 ** (out[~loud] / 10), np.maximum(ref_pow[~loud], 1e-10),
-                               rtol=1e-4, atol=1e-12)
+    np.testing.assert_allclose(10 ** (out[~loud] / 10), np.maximum(ref_pow[~loud], 1e-10), rtol=1e-4, atol=1e-12)
     assert (ref_pow == 0).any() and np.all(out[ref_pow == 0] == -100.0)
 
 
@@ -62,7 +74,7 @@ def test_batch_independence_and_no_state():
     wav = torch.randn(3, 9600)
     full = m(wav)
     for i in range(3):
-        torch.testing.assert_close(m(wav[i:i + 1])[0], full[i], rtol=0, atol=1e-4)
+        torch.testing.assert_close(m(wav[i : i + 1])[0], full[i], rtol=0, atol=1e-4)
     assert len(m.state_dict()) == 0
     assert {n for n, _ in m.named_buffers()} == {"window", "fb"}
 

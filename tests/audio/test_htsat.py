@@ -1,12 +1,13 @@
 import pytest
 import torch
 
-from clap_train.audio.fusion import crop_ranges, fusion_mels
 from clap_train.audio.frontend import LogMel
+from clap_train.audio.fusion import crop_ranges, fusion_mels
 from clap_train.audio.htsat import HTSAT, build_htsat
 
-SMALL = dict(name=None, embed_dim=16, depths=[2, 2], num_heads=[2, 4], n_mels=16, spec_size=64, window_size=4,
-             drop_path_rate=0.0)
+SMALL = dict(
+    name=None, embed_dim=16, depths=[2, 2], num_heads=[2, 4], n_mels=16, spec_size=64, window_size=4, drop_path_rate=0.0
+)
 
 
 @pytest.mark.parametrize("name,dim", [("tiny", 768), ("base", 1024), ("large", 2048)])
@@ -70,8 +71,7 @@ def test_crop_ranges_match_numpy_array_split():
     import numpy as np
 
     for total in (1002, 1003, 1004, 1500, 2999):
-        want = [(int(r[0]), int(r[-1])) if len(r) else (0, 0)
-                for r in np.array_split(list(range(total - 1001 + 1)), 3)]
+        want = [(int(r[0]), int(r[-1])) if len(r) else (0, 0) for r in np.array_split(list(range(total - 1001 + 1)), 3)]
         assert crop_ranges(total, 1001) == want
 
 
@@ -81,7 +81,7 @@ def test_fusion_input_deterministic_in_eval_random_in_training():
     audio = torch.zeros(3, 3 * clip)
     audio.normal_(generator=torch.Generator().manual_seed(0))
     lens = torch.tensor([clip, clip // 2, 3 * clip])
-    audio[1, clip // 2:] = 0
+    audio[1, clip // 2 :] = 0
     x1, l1 = fusion_mels(fe, audio, lens, clip, training=False)
     x2, _ = fusion_mels(fe, audio, lens, clip, training=False)
     assert torch.equal(x1, x2) and l1.tolist() == [False, False, True]

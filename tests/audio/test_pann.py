@@ -75,9 +75,15 @@ def test_channels_last_matches():
 def test_state_dict_names_and_init():
     m = CnnTiny(channels=(8, 16))
     keys = set(m.state_dict())
-    for k in ["bn0.weight", "bn0.running_mean", "conv_block1.conv1.weight",
-              "conv_block1.bn1.weight",
-              "conv_block1.conv2.weight", "conv_block2.bn2.bias", "post_pool.fc1.weight"]:
+    for k in [
+        "bn0.weight",
+        "bn0.running_mean",
+        "conv_block1.conv1.weight",
+        "conv_block1.bn1.weight",
+        "conv_block1.conv2.weight",
+        "conv_block2.bn2.bias",
+        "post_pool.fc1.weight",
+    ]:
         assert k in keys
     assert not any("conv1.bias" in k for k in keys)  # PANN convs have no bias
     assert torch.equal(m.post_pool.fc1.bias, torch.zeros(16))

@@ -30,8 +30,17 @@ def write_esc50(root: str, per_fold: int = 1, seed: int = 0) -> dict:
             for j in range(per_fold):
                 name = f"{fold}-{1000 + target * 10 + j}-A-{target}.wav"
                 sf.write(os.path.join(base, "audio", name), _clip(cls, fold + j, 44100, rng), 44100)
-                rows.append({"filename": name, "fold": fold, "target": target, "category": cls,
-                             "esc10": "False", "src_file": 1000 + target, "take": "A"})
+                rows.append(
+                    {
+                        "filename": name,
+                        "fold": fold,
+                        "target": target,
+                        "category": cls,
+                        "esc10": "False",
+                        "src_file": 1000 + target,
+                        "take": "A",
+                    }
+                )
     with open(os.path.join(base, "meta", "esc50.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -49,8 +58,18 @@ def write_us8k(root: str, folds: int = 3, seed: int = 1) -> dict:
         for cid, cls in enumerate(US8K_CLASSES):
             name = f"{100 + fold}-{cid}-0-0.wav"
             sf.write(os.path.join(base, "audio", f"fold{fold}", name), _clip(cls, fold, 22050, rng), 22050)
-            rows.append({"slice_file_name": name, "fsID": 100 + fold, "start": 0.0, "end": 2.0, "salience": 1,
-                         "fold": fold, "classID": cid, "class": cls})
+            rows.append(
+                {
+                    "slice_file_name": name,
+                    "fsID": 100 + fold,
+                    "start": 0.0,
+                    "end": 2.0,
+                    "salience": 1,
+                    "fold": fold,
+                    "classID": cid,
+                    "class": cls,
+                }
+            )
     with open(os.path.join(base, "metadata", "UrbanSound8K.csv"), "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=list(rows[0]))
         w.writeheader()
@@ -98,5 +117,9 @@ def write_clotho(root: str, n: int = 6, seed: int = 3) -> dict:
 
 
 def write_all(root: str) -> dict:
-    return {"esc50": write_esc50(root), "us8k": write_us8k(root), "audiocaps": write_audiocaps(root),
-            "clotho": write_clotho(root)}
+    return {
+        "esc50": write_esc50(root),
+        "us8k": write_us8k(root),
+        "audiocaps": write_audiocaps(root),
+        "clotho": write_clotho(root),
+    }

@@ -18,8 +18,11 @@ def test_public_layouts_are_found_with_folds_classes_and_missing_clips(root):
     assert all(f"{fold}-" == it.rel[:2] for it, fold in zip(esc.items, esc.folds))
     assert {it.labels[0] for it in esc.items} == set(esc.classes)
     us = read("us8k", r)
-    assert len(us.items) == 12 and sorted(set(us.folds)) == [1, 2, 3] and us.classes == ["drum", "hiss", "whistle",
-                                                                                          "buzzer"]
+    assert (
+        len(us.items) == 12
+        and sorted(set(us.folds)) == [1, 2, 3]
+        and us.classes == ["drum", "hiss", "whistle", "buzzer"]
+    )
     assert all(it.rel.startswith(f"fold{f}/") for it, f in zip(us.items, us.folds))
     ac = read("audiocaps", r, "test")
     assert len(ac.items) == 7 and ac.missing == info["audiocaps"]["missing"]

@@ -61,8 +61,24 @@ def test_cli_table_json_markdown_two_checkpoints(root, ckpt, tmp_path, capsys):
 
     other = str(tmp_path / "copy.ckpt")
     shutil.copy(ckpt, other)
-    assert main(["benchmark", "--checkpoint", ckpt, "--checkpoint", other, "--data-root", root, "--json",
-                 str(tmp_path / "b.json"), "--markdown", str(tmp_path / "b.md")]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "--checkpoint",
+                ckpt,
+                "--checkpoint",
+                other,
+                "--data-root",
+                root,
+                "--json",
+                str(tmp_path / "b.json"),
+                "--markdown",
+                str(tmp_path / "b.md"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "1 listed clip(s) not found (e.g. yt007xYz_7)" in out and "ESC-50 top-1" in out
     rows = [line.split()[0] for line in out.splitlines() if line.endswith(".ckpt") is False and ".ckpt " in line]
@@ -77,18 +93,19 @@ def test_cli_table_json_markdown_two_checkpoints(root, ckpt, tmp_path, capsys):
 
 
 def test_make_shards_output_works_as_a_benchmark_set(root, ckpt, tmp_path):
-    from clap_train.data.make_shards import MakeShardsSpec, make_shards
-
     # the fixture's ESC-50 clips as class folders -> make-shards -> <root>/esc50/test
     import os
     import shutil
+
+    from clap_train.data.make_shards import MakeShardsSpec, make_shards
 
     src = tmp_path / "folders"
     for it in read("esc50", root).items:
         os.makedirs(src / it.labels[0], exist_ok=True)
         shutil.copy(it.path, src / it.labels[0] / it.rel)
-    make_shards(str(src), str(tmp_path / "data" / "esc50"), MakeShardsSpec(sample_rate=16000, workers=1,
-                                                                           splits={"test": 1.0}))
+    make_shards(
+        str(src), str(tmp_path / "data" / "esc50"), MakeShardsSpec(sample_rate=16000, workers=1, splits={"test": 1.0})
+    )
     res = run_suite([ckpt], ["esc50"], str(tmp_path / "data"), log=lambda *_: None)
     m = res["results"][ckpt]["esc50"]["metrics"]
     assert m["n_clips"] == 40 and m["zeroshot_n"] == 40 and "zeroshot_top1" in m

@@ -16,14 +16,36 @@ def roberta_dir(tmp_path_factory):
 
 
 def small_cfg(roberta_dir: str, fusion: bool = False, **audio) -> dict:
-    enc = {"_target_": "clap_train.audio.htsat.build_htsat", "name": None, "embed_dim": 16, "depths": [2, 2],
-           "num_heads": [2, 4], "window_size": 8, "drop_path_rate": 0.0, "fusion": fusion, **audio}
+    enc = {
+        "_target_": "clap_train.audio.htsat.build_htsat",
+        "name": None,
+        "embed_dim": 16,
+        "depths": [2, 2],
+        "num_heads": [2, 4],
+        "window_size": 8,
+        "drop_path_rate": 0.0,
+        "fusion": fusion,
+        **audio,
+    }
     return {
-        "embed_dim": 24, "logit_scale_init": 1 / 0.07, "logit_scale_max": 100.0, "clip_seconds": 10.0,
+        "embed_dim": 24,
+        "logit_scale_init": 1 / 0.07,
+        "logit_scale_max": 100.0,
+        "clip_seconds": 10.0,
         "mask_padding": False,
-        "frontend": {"sample_rate": 48000, "n_fft": 1024, "win_length": 1024, "hop_length": 480, "n_mels": 64,
-                     "f_min": 50.0, "f_max": 14000.0, "mel_scale": "auto", "mel_norm": "auto"},
-        "audio_encoder": enc, "pooling": {"name": "mean"},
+        "frontend": {
+            "sample_rate": 48000,
+            "n_fft": 1024,
+            "win_length": 1024,
+            "hop_length": 480,
+            "n_mels": 64,
+            "f_min": 50.0,
+            "f_max": 14000.0,
+            "mel_scale": "auto",
+            "mel_norm": "auto",
+        },
+        "audio_encoder": enc,
+        "pooling": {"name": "mean"},
         "text_encoder": {"name_or_path": roberta_dir, "pretrained": False, "pooling": "pooler", "max_length": 77},
     }
 
@@ -70,7 +92,9 @@ def reference_keys(name: str = TSV) -> dict[str, tuple]:
     for line in open(path):
         parts = line.rstrip("\n").split("\t")
         shape = tuple(int(x) for x in parts[1].strip("()").split(",") if x.strip())
-        dtype = parts[2] if len(parts) > 2 else ("torch.int64" if "num_batches_tracked" in parts[0] else "torch.float32")
+        dtype = (
+            parts[2] if len(parts) > 2 else ("torch.int64" if "num_batches_tracked" in parts[0] else "torch.float32")
+        )
         out[parts[0]] = (shape, getattr(torch, dtype.split(".")[-1]))
     return out
 
@@ -88,9 +112,11 @@ def laion_state(fusion: bool = False, meta: bool = False, seed: int = 0) -> dict
     from clap_train.checkpoints.laion import _conv_dft
 
     real, imag = _conv_dft(1024, 1024)
-    derived = {"audio_branch.spectrogram_extractor.stft.conv_real.weight": real,
-               "audio_branch.spectrogram_extractor.stft.conv_imag.weight": imag,
-               "audio_branch.logmel_extractor.melW": mel_filterbank(48000, 1024, 64, 50.0, 14000.0).T.contiguous()}
+    derived = {
+        "audio_branch.spectrogram_extractor.stft.conv_real.weight": real,
+        "audio_branch.spectrogram_extractor.stft.conv_imag.weight": imag,
+        "audio_branch.logmel_extractor.melW": mel_filterbank(48000, 1024, 64, 50.0, 14000.0).T.contiguous(),
+    }
     g = torch.Generator().manual_seed(seed)
     sd = {}
     for k, (shape, dtype) in keys.items():
@@ -121,6 +147,13 @@ def released_file(path, sd: dict) -> str:
     """Wrap a state_dict as LAION releases it: {epoch, name, state_dict (module.), optimizer} + numpy scalars."""
     import numpy as np
 
-    torch.save({"epoch": np.int64(45), "name": "2022_laion_630k", "state_dict": {"module." + k: v for k, v in sd.items()},
-                "optimizer": {"state": {}, "param_groups": [{"lr": np.float64(1e-4), "params": [0, 1]}]}}, str(path))
+    torch.save(
+        {
+            "epoch": np.int64(45),
+            "name": "2022_laion_630k",
+            "state_dict": {"module." + k: v for k, v in sd.items()},
+            "optimizer": {"state": {}, "param_groups": [{"lr": np.float64(1e-4), "params": [0, 1]}]},
+        },
+        str(path),
+    )
     return str(path)

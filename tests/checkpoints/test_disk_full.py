@@ -35,9 +35,18 @@ def test_full_disk_while_checkpointing_is_one_line_and_the_last_good_checkpoint_
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=120m", "tmpfs", str(small)], capture_output=True)
     assert mounted.returncode == 0, f"this test mounts a small tmpfs (needs root): {mounted.stderr}"
     try:
-        p = train_py(tmp_path, [f"paths.run_dir={small}/run", "trainer.max_steps=6", "trainer.max_epochs=2",
-                                "+callbacks.fill._target_=tests.checkpoints.test_disk_full.FillDiskAfterFirstCheckpoint",
-                                f"+callbacks.fill.path={small}"], ranks=1, check=False)
+        p = train_py(
+            tmp_path,
+            [
+                f"paths.run_dir={small}/run",
+                "trainer.max_steps=6",
+                "trainer.max_epochs=2",
+                "+callbacks.fill._target_=tests.checkpoints.test_disk_full.FillDiskAfterFirstCheckpoint",
+                f"+callbacks.fill.path={small}",
+            ],
+            ranks=1,
+            check=False,
+        )
         assert p.returncode == 2, p.stderr[-3000:]
         assert "Traceback" not in p.stderr, p.stderr[-3000:]
         last = p.stderr.strip().splitlines()[-1]

@@ -30,7 +30,10 @@ def test_prune_keeps_last_n_and_never_the_only_valid(tmp_path):
         save(tmp_path / f"step{s:07d}.ckpt", s)
     assert len(prune(str(tmp_path), 3)) == 2
     assert [os.path.basename(f) for f in step_files(str(tmp_path))] == [
-        "step0000005.ckpt", "step0000004.ckpt", "step0000003.ckpt"]
+        "step0000005.ckpt",
+        "step0000004.ckpt",
+        "step0000003.ckpt",
+    ]
     open(tmp_path / "step0000005.ckpt", "wb").write(b"broken")
     prune(str(tmp_path), 1)  # the newest is broken: the newest valid one (4) survives
     left = [os.path.basename(f) for f in step_files(str(tmp_path))]

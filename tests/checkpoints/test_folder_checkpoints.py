@@ -10,8 +10,10 @@ from clap_train.checkpoints.files import checkpoint_file, is_valid, newest_valid
 def _deepspeed_dir(root, step, complete=True):
     d = os.path.join(root, f"step{step:07d}.ckpt")
     os.makedirs(os.path.join(d, "checkpoint"))
-    torch.save({"module": {"w": torch.ones(2)}, "global_step": step},
-               os.path.join(d, "checkpoint", "mp_rank_00_model_states.pt"))
+    torch.save(
+        {"module": {"w": torch.ones(2)}, "global_step": step},
+        os.path.join(d, "checkpoint", "mp_rank_00_model_states.pt"),
+    )
     torch.save({"state": 1}, os.path.join(d, "checkpoint", "zero_pp_rank_0_mp_rank_00_optim_states.pt"))
     if complete:  # DeepSpeed writes `latest` last
         with open(os.path.join(d, "latest"), "w") as f:

@@ -23,7 +23,14 @@ def exported(request, roberta_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("hf_fused" if fusion else "hf_unfused")
     hf.export(ours, str(out))
     ref = ClapModel.from_pretrained(str(out)).eval()
-    return fusion, ours, ref, ClapFeatureExtractor.from_pretrained(str(out)), AutoTokenizer.from_pretrained(str(out)), out
+    return (
+        fusion,
+        ours,
+        ref,
+        ClapFeatureExtractor.from_pretrained(str(out)),
+        AutoTokenizer.from_pretrained(str(out)),
+        out,
+    )
 
 
 def test_text_embeddings_match(exported):
@@ -130,5 +137,5 @@ def test_rand_trunc_front_end_matches_the_feature_extractor(roberta_dir, tmp_pat
     inp = fe([clip.numpy()], sampling_rate=48000, return_tensors="pt")
     np.random.seed(11)
     start = np.random.randint(0, len(clip) - 480000 + 1)
-    mel = ours.frontend(clip[None, start:start + 480000])[0]
+    mel = ours.frontend(clip[None, start : start + 480000])[0]
     assert (mel - inp["input_features"][0, 0].float()).abs().max() < 2e-3

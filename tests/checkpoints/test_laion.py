@@ -10,8 +10,15 @@ from clap_train.checkpoints import hf, laion
 from clap_train.checkpoints.load import load_model, read_checkpoint, read_weights
 from tests.checkpoints.conftest import laion_state, make_roberta_dir, reference_keys, released_file
 
-DROPPED_PREFIXES = ("audio_branch.spectrogram_extractor.", "audio_branch.logmel_extractor.", "audio_branch.tscam_conv.",
-                    "audio_branch.head.", "audio_transform.", "text_transform.", "text_branch.embeddings.position_ids")
+DROPPED_PREFIXES = (
+    "audio_branch.spectrogram_extractor.",
+    "audio_branch.logmel_extractor.",
+    "audio_branch.tscam_conv.",
+    "audio_branch.head.",
+    "audio_transform.",
+    "text_transform.",
+    "text_branch.embeddings.position_ids",
+)
 
 
 def test_config_read_off_the_keys():
@@ -21,8 +28,14 @@ def test_config_read_off_the_keys():
         assert (a["name"], a["fusion"], a["spec_size"], a["window_size"], a["n_mels"]) == ("tiny", fusion, 256, 8, 64)
         assert cfg["frontend"]["mel_scale"] == ("htk" if fusion else "slaney") and cfg["embed_dim"] == 512
     t = laion.text_config(laion_state(meta=True))
-    assert (t["vocab_size"], t["hidden_size"], t["num_hidden_layers"], t["num_attention_heads"],
-            t["intermediate_size"], t["max_position_embeddings"]) == (50265, 768, 12, 12, 3072, 514)
+    assert (
+        t["vocab_size"],
+        t["hidden_size"],
+        t["num_hidden_layers"],
+        t["num_attention_heads"],
+        t["intermediate_size"],
+        t["max_position_embeddings"],
+    ) == (50265, 768, 12, 12, 3072, 514)
 
 
 @pytest.mark.parametrize("fusion", [False, True], ids=["unfused", "fused"])
@@ -53,8 +66,11 @@ def hf_clap_config(text: dict, fusion: bool):
     from transformers import ClapConfig
 
     t = {k: v for k, v in text.items() if k != "model_type"}
-    return ClapConfig(text_config=dict(t, projection_dim=512), projection_dim=512,
-                      audio_config=dict(enable_fusion=fusion, projection_dim=512))
+    return ClapConfig(
+        text_config=dict(t, projection_dim=512),
+        projection_dim=512,
+        audio_config=dict(enable_fusion=fusion, projection_dim=512),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -92,11 +108,17 @@ def test_released_file_loads_safely_with_every_key(released, tmp_path):
             assert torch.equal(v, sd[k]), k
     # its STFT kernels and filterbank are what torchlibrosa computes: check against our own front end
     x = torch.randn(1, 48000)
-    real = torch.nn.functional.conv1d(torch.nn.functional.pad(x[:, None], (512, 512), mode="reflect"),
-                                      back["audio_branch.spectrogram_extractor.stft.conv_real.weight"], stride=480)
-    imag = torch.nn.functional.conv1d(torch.nn.functional.pad(x[:, None], (512, 512), mode="reflect"),
-                                      back["audio_branch.spectrogram_extractor.stft.conv_imag.weight"], stride=480)
-    power = (real ** 2 + imag ** 2).transpose(1, 2)  # [1, frames, 513]
+    real = torch.nn.functional.conv1d(
+        torch.nn.functional.pad(x[:, None], (512, 512), mode="reflect"),
+        back["audio_branch.spectrogram_extractor.stft.conv_real.weight"],
+        stride=480,
+    )
+    imag = torch.nn.functional.conv1d(
+        torch.nn.functional.pad(x[:, None], (512, 512), mode="reflect"),
+        back["audio_branch.spectrogram_extractor.stft.conv_imag.weight"],
+        stride=480,
+    )
+    power = (real**2 + imag**2).transpose(1, 2)  # [1, frames, 513]
     logmel = 10 * torch.log10((power @ back["audio_branch.logmel_extractor.melW"]).clamp(min=1e-10))
     torch.testing.assert_close(logmel, model.frontend(x), atol=2e-3, rtol=0)
 

@@ -58,6 +58,7 @@ def test_atomic_save_keeps_old_file_when_a_write_fails(tmp_path, monkeypatch):
 
     def boom(*a, **k):
         raise OSError("disk full")
+
     monkeypatch.setattr(torch, "save", boom)
     with pytest.raises(OSError):
         io.save_checkpoint({"a": torch.tensor(2)}, path)

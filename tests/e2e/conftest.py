@@ -11,8 +11,12 @@ from omegaconf import open_dict
 
 from tests.conftest import REPO
 
-SMALL_DATA = ["synthetic.n_train={sentences:120,tags:60}", "synthetic.n_valid=24", "synthetic.n_test=24",
-              "synthetic.shard_size=20"]
+SMALL_DATA = [
+    "synthetic.n_train={sentences:120,tags:60}",
+    "synthetic.n_valid=24",
+    "synthetic.n_test=24",
+    "synthetic.shard_size=20",
+]
 
 
 def train_py(root, args=(), ranks: int = 2, timeout: int = 600, check: bool = True):
@@ -21,11 +25,22 @@ def train_py(root, args=(), ranks: int = 2, timeout: int = 600, check: bool = Tr
     base = ["debug=fast", f"paths.root={root}", *SMALL_DATA, "callbacks.progress=null"]
     if ranks > 1:
         base += ["trainer.accelerator=cpu", f"trainer.devices={ranks}"]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "1",
-           "DS_ACCELERATOR": "cpu"}
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "WANDB_MODE": "offline",
+        "OMP_NUM_THREADS": "1",
+        "DS_ACCELERATOR": "cpu",
+    }
     t0 = time.time()
-    p = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *base, *args], cwd=root, env=env,
-                       capture_output=True, text=True, timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, os.path.join(REPO, "train.py"), *base, *args],
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     p.seconds = time.time() - t0
     if check:
         assert p.returncode == 0, p.stderr[-4000:]
@@ -36,8 +51,11 @@ def compose_cfg(tmp_path, overrides=(), data_root=None):
     """The real conf/ with the fast debug preset, everything under tmp_path."""
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=os.path.join(REPO, "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["debug=fast", f"paths.root={tmp_path}", *SMALL_DATA, *overrides],
-                      return_hydra_config=True)
+        cfg = compose(
+            "config",
+            overrides=["debug=fast", f"paths.root={tmp_path}", *SMALL_DATA, *overrides],
+            return_hydra_config=True,
+        )
     HydraConfig.instance().set_config(cfg)
     with open_dict(cfg):
         if data_root:
@@ -64,7 +82,13 @@ def default_run(tmp_path_factory):
 
     tmp = tmp_path_factory.mktemp("default_run")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    p = subprocess.run([sys.executable, os.path.join(REPO, "train.py"), f"paths.root={tmp}"], cwd=tmp,
-                       env=env, capture_output=True, text=True, timeout=1200)
+    p = subprocess.run(
+        [sys.executable, os.path.join(REPO, "train.py"), f"paths.root={tmp}"],
+        cwd=tmp,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     assert p.returncode == 0, p.stderr[-4000:]
     return p, json.load(open(tmp / "runs" / "default" / "results.json"))

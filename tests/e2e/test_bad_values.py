@@ -26,8 +26,10 @@ BAD = [
     ("text_encoder.freeze_layers=99", "text_encoder.freeze_layers=99: must be <= 2, the model's layers"),
     ("pooling.name=max", "pooling.name='max'; valid choices: "),
     ("audio_encoder.freeze_layers=99", "audio_encoder.freeze_layers=99; valid: 0.."),
-    ("callbacks.best_checkpoint.monitor=val/mean/zeroshot_top9",
-     "callbacks.best_checkpoint.monitor='val/mean/zeroshot_top9': no validation source logs it; valid choices: auto"),
+    (
+        "callbacks.best_checkpoint.monitor=val/mean/zeroshot_top9",
+        "callbacks.best_checkpoint.monitor='val/mean/zeroshot_top9': no validation source logs it; valid choices: auto",
+    ),
 ]
 
 

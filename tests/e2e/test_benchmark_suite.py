@@ -17,8 +17,20 @@ def test_default_run_checkpoint_scores_well_above_chance(default_run, tmp_path, 
 
     _, res = default_run
     write_all(str(tmp_path / "data"))
-    assert main(["benchmark", "--checkpoint", res["checkpoint"], "--data-root", str(tmp_path / "data"),
-                 "--json", str(tmp_path / "b.json")]) == 0
+    assert (
+        main(
+            [
+                "benchmark",
+                "--checkpoint",
+                res["checkpoint"],
+                "--data-root",
+                str(tmp_path / "data"),
+                "--json",
+                str(tmp_path / "b.json"),
+            ]
+        )
+        == 0
+    )
     print(capsys.readouterr().out)  # the table, for the closing note
     got = json.load(open(tmp_path / "b.json"))["results"][res["checkpoint"]]
     esc, us8k = got["esc50"]["metrics"], got["us8k"]["metrics"]
@@ -32,8 +44,17 @@ def test_benchmark_callback_logs_curves(tmp_path, data_root):
     from clap_train.run import run
 
     write_esc50(str(tmp_path / "bench"))
-    cfg = compose_cfg(tmp_path, ["benchmark.suite=[esc50]", f"benchmark.data_root={tmp_path / 'bench'}",
-                                 "benchmark.max_items=16", "test_after_fit=false", "trainer.max_epochs=2"], data_root)
+    cfg = compose_cfg(
+        tmp_path,
+        [
+            "benchmark.suite=[esc50]",
+            f"benchmark.data_root={tmp_path / 'bench'}",
+            "benchmark.max_items=16",
+            "test_after_fit=false",
+            "trainer.max_epochs=2",
+        ],
+        data_root,
+    )
     res = run(cfg)
     rows = list(csv.DictReader(open(os.path.join(res["run_dir"], "csv", "metrics.csv"))))
     vals = [float(r["bench/esc50/zeroshot_top1"]) for r in rows if r.get("bench/esc50/zeroshot_top1")]

@@ -10,8 +10,18 @@ from omegaconf import OmegaConf
 from tests.conftest import REPO
 
 CONF = os.path.join(REPO, "conf")
-GROUPS = ["data", "audio_encoder", "text_encoder", "pooling", "optim", "trainer", "logger", "callbacks",
-          "experiment", "debug"]
+GROUPS = [
+    "data",
+    "audio_encoder",
+    "text_encoder",
+    "pooling",
+    "optim",
+    "trainer",
+    "logger",
+    "callbacks",
+    "experiment",
+    "debug",
+]
 
 
 def options(group):

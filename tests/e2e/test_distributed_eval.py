@@ -32,8 +32,11 @@ class CountHostSyncs(L.Callback):
 
         def record(name):
             if trainer.training:
-                where = [f"{os.path.basename(f.filename)}:{f.lineno}" for f in traceback.extract_stack()[:-2]
-                         if "/site-packages/torch/" not in f.filename][-7:]
+                where = [
+                    f"{os.path.basename(f.filename)}:{f.lineno}"
+                    for f in traceback.extract_stack()[:-2]
+                    if "/site-packages/torch/" not in f.filename
+                ][-7:]
                 self.by_step.setdefault(trainer.global_step, []).append(f"{name} at {' < '.join(where[::-1])}")
 
         class Mode(TorchDispatchMode):
@@ -62,10 +65,15 @@ class CountHostSyncs(L.Callback):
 @pytest.mark.slow
 def test_ddp_on_two_cpu_ranks_with_one_eval_shard_finishes(tmp_path):
     # 16 clips in one shard: rank 1 has no validation or test batches at all (it hung here before)
-    steady = ["trainer.max_steps=6", "trainer.max_epochs=2", "trainer.log_every_n_steps=100",
-              "callbacks.last_checkpoint.every_n_train_steps=100", "callbacks.throughput.log_every_n_steps=100",
-              "+callbacks.syncs._target_=tests.e2e.test_distributed_eval.CountHostSyncs",
-              f"+callbacks.syncs.out={tmp_path}"]
+    steady = [
+        "trainer.max_steps=6",
+        "trainer.max_epochs=2",
+        "trainer.log_every_n_steps=100",
+        "callbacks.last_checkpoint.every_n_train_steps=100",
+        "callbacks.throughput.log_every_n_steps=100",
+        "+callbacks.syncs._target_=tests.e2e.test_distributed_eval.CountHostSyncs",
+        f"+callbacks.syncs.out={tmp_path}",
+    ]
     p, _ = _train(tmp_path, ["synthetic.n_valid=16", "synthetic.n_test=16", *steady])
     assert p.returncode == 0, p.stderr[-3000:]
     assert "test/" in p.stdout or "zeroshot" in p.stdout
@@ -92,20 +100,26 @@ class StallRank1(L.Callback):
 
 @pytest.mark.slow
 def test_a_collective_some_rank_never_reaches_ends_the_job_with_a_report(tmp_path):
-    p, took = _train(tmp_path, ["distributed.timeout_s=5", "+callbacks.stall._target_="
-                                "tests.e2e.test_distributed_eval.StallRank1"], timeout=200)
+    p, took = _train(
+        tmp_path,
+        ["distributed.timeout_s=5", "+callbacks.stall._target_=tests.e2e.test_distributed_eval.StallRank1"],
+        timeout=200,
+    )
     assert p.returncode != 0 and took < 150
     err = p.stderr
     assert "collective time-out" in err and "distributed.timeout_s" in err, err[-3000:]
     # rank 0 went on to the step-end checkpoint (Lightning's own collective, watched through the strategy)
-    assert "rank 0 waited more than 5 s (distributed.timeout_s) in strategy." in err and "called from model_checkpoint.py" in err, err[-3000:]
+    assert (
+        "rank 0 waited more than 5 s (distributed.timeout_s) in strategy." in err
+        and "called from model_checkpoint.py" in err
+    ), err[-3000:]
     assert "rank 1: at training step 1 for" in err, err[-3000:]
     assert "rank 1: stopping, because rank 0 waited" in err, err[-3000:]  # every rank ends, none hangs
 
 
 def test_bad_timeout_is_a_start_up_error(tmp_path):
-    from clap_train.run import run
     from clap_train.config import ConfigError
+    from clap_train.run import run
     from tests.e2e.conftest import compose_cfg
 
     with pytest.raises(ConfigError, match=r"distributed\.timeout_s=-1"):

@@ -20,15 +20,30 @@ def test_finetune_from_laion_pt_trains_and_saves(tmp_path, data_root, caplog):
     sd = laion_state(seed=3)
     pt = released_file(tmp_path / "630k-audioset-best.pt", sd)
     # RoBERTa-base shapes (random weights: no download); the tokenizer is a small local BPE
-    text_dir = make_roberta_dir(tmp_path / "roberta", hidden=768, layers=12, heads=12, max_positions=514,
-                                vocab_size=50265, intermediate=3072)
-    cfg = compose_cfg(tmp_path, ["audio_encoder=htsat_tiny", "text_encoder=roberta_base",
-                                 f"text_encoder.name_or_path={text_dir}", "text_encoder.pretrained=false",
-                                 "text_encoder.freeze_layers=10", "model.embed_dim=512",
-                                 f"init_from={pt}", "data.audio.sample_rate=48000", "data.batch_size=2",
-                                 "data.eval_batch_size=8", "data.steps_per_epoch=2", "trainer.max_steps=2",
-                                 "callbacks.best_checkpoint=null", "test_after_fit=false",
-                                 "+trainer.limit_val_batches=1"], data_root)
+    text_dir = make_roberta_dir(
+        tmp_path / "roberta", hidden=768, layers=12, heads=12, max_positions=514, vocab_size=50265, intermediate=3072
+    )
+    cfg = compose_cfg(
+        tmp_path,
+        [
+            "audio_encoder=htsat_tiny",
+            "text_encoder=roberta_base",
+            f"text_encoder.name_or_path={text_dir}",
+            "text_encoder.pretrained=false",
+            "text_encoder.freeze_layers=10",
+            "model.embed_dim=512",
+            f"init_from={pt}",
+            "data.audio.sample_rate=48000",
+            "data.batch_size=2",
+            "data.eval_batch_size=8",
+            "data.steps_per_epoch=2",
+            "trainer.max_steps=2",
+            "callbacks.best_checkpoint=null",
+            "test_after_fit=false",
+            "+trainer.limit_val_batches=1",
+        ],
+        data_root,
+    )
     res = run(cfg)
     assert res["global_step"] == 2
     ckpt = os.path.join(res["run_dir"], "checkpoints", "last.ckpt")

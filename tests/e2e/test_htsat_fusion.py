@@ -6,8 +6,12 @@ import torch
 
 from tests.e2e.conftest import compose_cfg
 
-FUSION = ["audio_encoder=htsat_mini", "audio_encoder.fusion=true", "data.audio.clip_seconds=1.0",
-          "data.audio.fusion_max_seconds=3.0"]
+FUSION = [
+    "audio_encoder=htsat_mini",
+    "audio_encoder.fusion=true",
+    "data.audio.clip_seconds=1.0",
+    "data.audio.fusion_max_seconds=3.0",
+]
 
 
 def test_fusion_config_composes_data_and_front_end(tmp_path):

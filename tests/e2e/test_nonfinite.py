@@ -19,6 +19,7 @@ def poison(monkeypatch, bad_calls):
         loss = orig(self, batch)
         calls.append(1)
         return loss * float("nan") if bad_calls == "all" or len(calls) - 1 in bad_calls else loss
+
     monkeypatch.setattr(lit_mod.ClapLit, "_loss_and_backward", wrapped)
 
 
@@ -40,5 +41,6 @@ def test_too_many_in_a_row_stop_with_last_good_checkpoint(tmp_path, data_root, m
         run(compose_cfg(tmp_path, ["test_after_fit=false", "optim.max_nonfinite=2", "name=nan"], data_root))
     (path,) = glob.glob(str(tmp_path / "runs" / "nan*" / "checkpoints" / "nonfinite-stop.ckpt"))
     ck = torch.load(path, weights_only=True)
-    assert ck["global_step"] == 0 and all(torch.isfinite(v).all() for v in ck["state_dict"].values()
-                                          if v.is_floating_point())
+    assert ck["global_step"] == 0 and all(
+        torch.isfinite(v).all() for v in ck["state_dict"].values() if v.is_floating_point()
+    )

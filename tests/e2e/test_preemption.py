@@ -29,8 +29,12 @@ def test_signal_checkpoints_stops_and_the_relaunch_resumes_exactly(tmp_path, dat
     from clap_train.run import run
 
     _, ref = fast_run  # the same config, never interrupted
-    overrides = ["callbacks.keep_last_checkpoints.keep_last=100", "trainer.max_epochs=2",
-                 "+callbacks.inject._target_=tests.e2e.test_preemption.SignalAt", "+callbacks.inject.step=3"]
+    overrides = [
+        "callbacks.keep_last_checkpoints.keep_last=100",
+        "trainer.max_epochs=2",
+        "+callbacks.inject._target_=tests.e2e.test_preemption.SignalAt",
+        "+callbacks.inject.step=3",
+    ]
     cfg = compose_cfg(tmp_path, overrides, data_root)
     first = run(cfg)
     # the signal came after step 3; the checkpoint is taken at the next step boundary
@@ -47,8 +51,17 @@ def test_signal_checkpoints_stops_and_the_relaunch_resumes_exactly(tmp_path, dat
 
 
 def _train(tmp_path, name, extra=()):
-    train_py(tmp_path, [f"name={name}", "trainer=ddp", "trainer.precision=32-true", "trainer.max_epochs=2",
-                        "data.num_workers=1", *extra])
+    train_py(
+        tmp_path,
+        [
+            f"name={name}",
+            "trainer=ddp",
+            "trainer.precision=32-true",
+            "trainer.max_epochs=2",
+            "data.num_workers=1",
+            *extra,
+        ],
+    )
     (run_dir,) = [str(p) for p in (tmp_path / "runs").glob(f"{name}*") if p.name != f"{name}-multirun"]
     return run_dir
 
@@ -58,8 +71,11 @@ def test_two_ranks_preempted_mid_epoch_resume_exactly(tmp_path):
     """Each rank reads its own shards, so each rank's stream position must come back (gathered into the
     checkpoint, not only rank 0's)."""
     # the reference also checkpoints by time, every step: rank 0's clock agreed through the finite check
-    ref = _train(tmp_path, "ref", ["callbacks.last_checkpoint.every_n_minutes=1e-9",
-                                   "callbacks.keep_last_checkpoints.keep_last=100"])
+    ref = _train(
+        tmp_path,
+        "ref",
+        ["callbacks.last_checkpoint.every_n_minutes=1e-9", "callbacks.keep_last_checkpoints.keep_last=100"],
+    )
     assert len([n for n in os.listdir(os.path.join(ref, "checkpoints")) if n.startswith("step")]) == 8
     inject = ["+callbacks.inject._target_=tests.e2e.test_preemption.SignalAt", "+callbacks.inject.step=2"]
     cut = _train(tmp_path, "cut", inject)

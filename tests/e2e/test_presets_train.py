@@ -65,8 +65,12 @@ class Record(L.Callback):
         self._weights(trainer, "final.pt")
 
 
-NO_DROPOUT = ["audio_encoder.dropout=0.0", "audio_encoder.post_dropout=0.0",
-              "+text_encoder.config.hidden_dropout_prob=0.0", "+text_encoder.config.attention_probs_dropout_prob=0.0"]
+NO_DROPOUT = [
+    "audio_encoder.dropout=0.0",
+    "audio_encoder.post_dropout=0.0",
+    "+text_encoder.config.hidden_dropout_prob=0.0",
+    "+text_encoder.config.attention_probs_dropout_prob=0.0",
+]
 
 
 def train_two_ranks(tmp_path, preset, precision, more=()):
@@ -75,13 +79,26 @@ def train_two_ranks(tmp_path, preset, precision, more=()):
     if preset == "fsdp" and precision == "64-true":  # Lightning refuses 64-true for FSDP2
         precision = "32-true"
         extra.append("+callbacks.float64._target_=tests.e2e.test_presets_train.Float64")
-    p = train_py(tmp_path, [
-        f"trainer={preset}", f"trainer.precision={precision}", *NO_DROPOUT, f"trainer.max_steps={STEPS}",
-        # eps: Adam turns fp32 rounding of near-zero gradients into full-size steps (2 ranks vs 1: 9e-4
-        # in fp32 with eps=1e-8, for DDP and DeepSpeed alike); a larger eps keeps the fp32 proof sharp
-        "optim.eps=1e-4", "optim.clip_grad=0.05", "optim.warmup_steps=1", "optim.lr=3e-3", "test_after_fit=false",
-        "+callbacks.freeze_bn._target_=tests.e2e.test_presets_train.FreezeBatchNorm",
-        "+callbacks.record._target_=tests.e2e.test_presets_train.Record", f"+callbacks.record.out={rec}", *extra])
+    p = train_py(
+        tmp_path,
+        [
+            f"trainer={preset}",
+            f"trainer.precision={precision}",
+            *NO_DROPOUT,
+            f"trainer.max_steps={STEPS}",
+            # eps: Adam turns fp32 rounding of near-zero gradients into full-size steps (2 ranks vs 1: 9e-4
+            # in fp32 with eps=1e-8, for DDP and DeepSpeed alike); a larger eps keeps the fp32 proof sharp
+            "optim.eps=1e-4",
+            "optim.clip_grad=0.05",
+            "optim.warmup_steps=1",
+            "optim.lr=3e-3",
+            "test_after_fit=false",
+            "+callbacks.freeze_bn._target_=tests.e2e.test_presets_train.FreezeBatchNorm",
+            "+callbacks.record._target_=tests.e2e.test_presets_train.Record",
+            f"+callbacks.record.out={rec}",
+            *extra,
+        ],
+    )
     assert "shm_comm" not in p.stdout + p.stderr  # a one-minute C++ build training never uses
     (run_dir,) = [str(d) for d in (tmp_path / "runs").iterdir() if d.is_dir() and not d.name.endswith("multirun")]
     return rec, run_dir
@@ -106,24 +123,44 @@ def replay_one_process(rec, run_dir, dtype):
         # each rank pads its captions to its own longest: pad to the common length (masked positions
         # change nothing)
         n = max(p["text"]["input_ids"].shape[1] for p in parts)
-        text = {k: torch.cat([torch.nn.functional.pad(p["text"][k], (0, n - p["text"][k].shape[1])) for p in parts])
-                for k in parts[0]["text"]}
-        return {"audio": pcm_to_float(torch.cat([p["audio"] for p in parts]), dtype),
-                "audio_len": torch.cat([p["audio_len"] for p in parts]), "text": text}
+        text = {
+            k: torch.cat([torch.nn.functional.pad(p["text"][k], (0, n - p["text"][k].shape[1])) for p in parts])
+            for k in parts[0]["text"]
+        }
+        return {
+            "audio": pcm_to_float(torch.cat([p["audio"] for p in parts]), dtype),
+            "audio_len": torch.cat([p["audio_len"] for p in parts]),
+            "text": text,
+        }
 
     batches = [whole(s) for s in range(STEPS)]
-    trainer = L.Trainer(accelerator="cpu", devices=1, max_steps=STEPS, logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
-                        precision="64-true" if dtype == torch.float64 else "32-true", callbacks=[FreezeBatchNorm()])
+    trainer = L.Trainer(
+        accelerator="cpu",
+        devices=1,
+        max_steps=STEPS,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        precision="64-true" if dtype == torch.float64 else "32-true",
+        callbacks=[FreezeBatchNorm()],
+    )
     trainer.fit(lit, train_dataloaders=torch.utils.data.DataLoader(batches, batch_size=None))
     return {k: v.detach() for k, v in lit.state_dict().items()}, lit, float(trainer.callback_metrics["train/grad_norm"])
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("preset,precision,tol,accumulate", [
-    ("ddp", "64-true", 1e-10, 1), ("fsdp", "64-true", 1e-10, 1),
-    ("fsdp", "64-true", 1e-10, 2),  # contrastive accumulation under FSDP2: unsynced micro-batches, then one reduce
-    ("deepspeed_stage_2", "32-true", 3e-5, 1), ("deepspeed_stage_3", "32-true", 3e-5, 1)])
+@pytest.mark.parametrize(
+    "preset,precision,tol,accumulate",
+    [
+        ("ddp", "64-true", 1e-10, 1),
+        ("fsdp", "64-true", 1e-10, 1),
+        ("fsdp", "64-true", 1e-10, 2),  # contrastive accumulation under FSDP2: unsynced micro-batches, then one reduce
+        ("deepspeed_stage_2", "32-true", 3e-5, 1),
+        ("deepspeed_stage_3", "32-true", 3e-5, 1),
+    ],
+)
 def test_preset_on_two_ranks_equals_one_process(tmp_path, preset, precision, tol, accumulate):
     rec, run_dir = train_two_ranks(tmp_path, preset, precision, [f"optim.accumulate={accumulate}"])
     dtype = torch.float64 if precision.startswith("64") else torch.float32
@@ -133,11 +170,15 @@ def test_preset_on_two_ranks_equals_one_process(tmp_path, preset, precision, tol
     params = {n for n, p in lit.named_parameters() if p.requires_grad}
     assert params <= got.keys() and len(params) > 20
     moved = max((got[k] - init[k]).abs().max().item() for k in params)
-    rel = {k: (got[k].to(want[k].dtype) - want[k]).abs().max().item() / max(1.0, want[k].abs().max().item())
-           for k in params}
+    rel = {
+        k: (got[k].to(want[k].dtype) - want[k]).abs().max().item() / max(1.0, want[k].abs().max().item())
+        for k in params
+    }
     worst = max(rel, key=rel.get)
-    print(f"{preset} 2 ranks vs 1 process after {STEPS} steps: max rel weight diff {rel[worst]:.1e} ({worst}); "
-          f"weights moved up to {moved:.1e}")
+    print(
+        f"{preset} 2 ranks vs 1 process after {STEPS} steps: max rel weight diff {rel[worst]:.1e} ({worst}); "
+        f"weights moved up to {moved:.1e}"
+    )
     assert moved > 1e-3 and rel[worst] < tol
     assert gnorm > 0.05  # clipping was active (clip_grad=0.05): the equality covers it
 
@@ -165,8 +206,13 @@ def test_preset_checkpoints_resume_and_test_in_bf16(tmp_path, preset):
 
     from clap_train.checkpoints.load import load_model
 
-    common = [f"trainer={preset}", "trainer.precision=bf16-mixed", "trainer.max_epochs=2", "trainer.max_steps=6",
-              "+callbacks.fp32._target_=tests.e2e.test_presets_train.FrontEndStaysFp32"]
+    common = [
+        f"trainer={preset}",
+        "trainer.precision=bf16-mixed",
+        "trainer.max_epochs=2",
+        "trainer.max_steps=6",
+        "+callbacks.fp32._target_=tests.e2e.test_presets_train.FrontEndStaysFp32",
+    ]
     train_py(tmp_path, [*common, "name=ref"])  # never interrupted; checkpoints after steps 2, 4, 6
     (ref_dir,) = [d for d in (tmp_path / "runs").iterdir() if d.name.startswith("ref")]
     ref = json.load(open(ref_dir / "results.json"))

@@ -14,8 +14,15 @@ import pytest
 from tests.conftest import REPO
 from tests.e2e.conftest import SMALL_DATA
 
-ARGS = ["debug=fast", "data.num_workers=2", "data.steps_per_epoch=6", "trainer.max_epochs=2",
-        "callbacks.last_checkpoint.every_n_train_steps=1", "test_after_fit=false", *SMALL_DATA]
+ARGS = [
+    "debug=fast",
+    "data.num_workers=2",
+    "data.steps_per_epoch=6",
+    "trainer.max_epochs=2",
+    "callbacks.last_checkpoint.every_n_train_steps=1",
+    "test_after_fit=false",
+    *SMALL_DATA,
+]
 
 
 def losses(run_dir):
@@ -25,9 +32,15 @@ def losses(run_dir):
 
 def start(tmp_path, name):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    return subprocess.Popen([sys.executable, os.path.join(REPO, "train.py"), *ARGS, f"paths.root={tmp_path}",
-                             f"name={name}"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, os.path.join(REPO, "train.py"), *ARGS, f"paths.root={tmp_path}", f"name={name}"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 @pytest.mark.slow
@@ -55,8 +68,9 @@ def test_sigkill_mid_epoch_then_resume_is_exact(tmp_path):
     rows = [r for r in open(os.path.join(run_dir, "csv", "metrics.csv")) if r.split(",")]
     # metrics.csv holds every step exactly once: rows before the checkpoint kept, later ones logged again
     assert got.keys() == want.keys()
-    steps = [int(r["step"]) for r in csv.DictReader(open(os.path.join(run_dir, "csv", "metrics.csv")))
-             if r.get("train/loss")]
+    steps = [
+        int(r["step"]) for r in csv.DictReader(open(os.path.join(run_dir, "csv", "metrics.csv"))) if r.get("train/loss")
+    ]
     assert sorted(steps) == sorted(want) and len(rows) > len(steps)
     for step, loss in got.items():
         assert abs(loss - want[step]) < 1e-6, (step, loss, want[step])

@@ -46,8 +46,13 @@ def cluster(tmp_path_factory):
     d = str(tmp_path_factory.mktemp("slurm"))
     script = os.path.join(REPO, "slurm", "local_cluster.sh")
     subprocess.run([script, "start", d], check=True, timeout=120)
-    env = dict(os.environ, SLURM_CONF=os.path.join(d, "slurm.conf"), CLAP_PYTHON=sys.executable,
-               HF_HUB_OFFLINE="1", WANDB_MODE="offline")
+    env = dict(
+        os.environ,
+        SLURM_CONF=os.path.join(d, "slurm.conf"),
+        CLAP_PYTHON=sys.executable,
+        HF_HUB_OFFLINE="1",
+        WANDB_MODE="offline",
+    )
     try:
         yield env
     finally:
@@ -90,16 +95,43 @@ def logged_steps(run_dir: str) -> list[int]:
 @pytest.mark.slow
 def test_sbatch_preempt_requeue_resume_finishes(cluster, tmp_path, data_root):
     env = cluster
-    overrides = ["debug=fast", f"paths.root={tmp_path}", f"synthetic.root={data_root}", *SMALL_DATA,
-                 "name=slurm", "trainer.accelerator=cpu", "trainer.precision=32-true", "data.steps_per_epoch=6",
-                 "trainer.max_epochs=3", "callbacks.last_checkpoint.every_n_train_steps=4",
-                 "callbacks.progress=null", "callbacks.keep_last_checkpoints.keep_last=100",
-                 "+callbacks.pace._target_=tests.e2e.test_slurm.Pace", "+callbacks.pace.seconds=1.0"]
+    overrides = [
+        "debug=fast",
+        f"paths.root={tmp_path}",
+        f"synthetic.root={data_root}",
+        *SMALL_DATA,
+        "name=slurm",
+        "trainer.accelerator=cpu",
+        "trainer.precision=32-true",
+        "data.steps_per_epoch=6",
+        "trainer.max_epochs=3",
+        "callbacks.last_checkpoint.every_n_train_steps=4",
+        "callbacks.progress=null",
+        "callbacks.keep_last_checkpoints.keep_last=100",
+        "+callbacks.pace._target_=tests.e2e.test_slurm.Pace",
+        "+callbacks.pace.seconds=1.0",
+    ]
     log = str(tmp_path / "slurm.out")
     t0 = time.time()
-    job = subprocess.run(["sbatch", "--parsable", "--ntasks-per-node=2", "--gpus-per-node=0", "--cpus-per-task=1",
-                          "--time=20", f"--output={log}", os.path.join(REPO, "slurm", "train.sbatch"), *overrides],
-                         env=env, cwd=REPO, capture_output=True, text=True, timeout=60, check=True).stdout.strip()
+    job = subprocess.run(
+        [
+            "sbatch",
+            "--parsable",
+            "--ntasks-per-node=2",
+            "--gpus-per-node=0",
+            "--cpus-per-task=1",
+            "--time=20",
+            f"--output={log}",
+            os.path.join(REPO, "slurm", "train.sbatch"),
+            *overrides,
+        ],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.strip()
 
     def run_dir():  # runs/slurm-<hash of the overrides>: the same for every start of the job
         found = [d for d in (tmp_path / "runs").glob("slurm*")] if (tmp_path / "runs").exists() else []
@@ -112,19 +144,37 @@ def test_sbatch_preempt_requeue_resume_finishes(cluster, tmp_path, data_root):
     t_signal = time.time()
     wait_for("the requeue by our handler", lambda: int(job_info(env, job).get("Restarts", 0)) >= 1, 180, env, job, log)
     release(env, job)
-    wait_for("training to resume", lambda: "resuming from" in open(log).read() and
-             job_info(env, job).get("JobState") == "RUNNING", 300, env, job, log)
+    wait_for(
+        "training to resume",
+        lambda: "resuming from" in open(log).read() and job_info(env, job).get("JobState") == "RUNNING",
+        300,
+        env,
+        job,
+        log,
+    )
     t_resumed = time.time()
     first_ckpt = re.search(r"checkpoint (\S+step(\d+)\.ckpt) written at step (\d+)", open(log).read())
     assert first_ckpt, open(log).read()[-3000:]
     # 2) the scheduler requeues the running job itself (preemption by another job): no warning signal
-    wait_for("more steps", lambda: max(logged_steps(run_dir()), default=0) >= int(first_ckpt.group(3)) + 5 or None,
-             300, env, job, log)
+    wait_for(
+        "more steps",
+        lambda: max(logged_steps(run_dir()), default=0) >= int(first_ckpt.group(3)) + 5 or None,
+        300,
+        env,
+        job,
+        log,
+    )
     subprocess.run(["scontrol", "requeue", job], env=env, check=True, timeout=30)
     wait_for("the second restart", lambda: int(job_info(env, job).get("Restarts", 0)) >= 2, 180, env, job, log)
     release(env, job)
-    wait_for("the job to finish", lambda: job_info(env, job).get("JobState") in ("COMPLETED", "FAILED", "CANCELLED"),
-             600, env, job, log)
+    wait_for(
+        "the job to finish",
+        lambda: job_info(env, job).get("JobState") in ("COMPLETED", "FAILED", "CANCELLED"),
+        600,
+        env,
+        job,
+        log,
+    )
     info = job_info(env, job)
     text = open(log).read()
     assert info["JobState"] == "COMPLETED", text[-4000:]
@@ -144,9 +194,20 @@ def test_sbatch_preempt_requeue_resume_finishes(cluster, tmp_path, data_root):
 @pytest.mark.slow
 def test_sweep_jobs_go_to_slurm_through_hydra_launcher(cluster, tmp_path, data_root):
     """`python train.py -m ... hydra/launcher=slurm`: one SLURM job per sweep point, each its own run dir."""
-    cmd = [sys.executable, "train.py", "-m", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0",
-           "hydra.launcher.cpus_per_task=1", "hydra.launcher.timeout_min=10", "debug=fast", f"paths.root={tmp_path}",
-           f"synthetic.root={data_root}", *SMALL_DATA, "optim.lr=1e-3,2e-3"]
+    cmd = [
+        sys.executable,
+        "train.py",
+        "-m",
+        "hydra/launcher=slurm",
+        "hydra.launcher.gpus_per_node=0",
+        "hydra.launcher.cpus_per_task=1",
+        "hydra.launcher.timeout_min=10",
+        "debug=fast",
+        f"paths.root={tmp_path}",
+        f"synthetic.root={data_root}",
+        *SMALL_DATA,
+        "optim.lr=1e-3,2e-3",
+    ]
     res = subprocess.run(cmd, env=cluster, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     runs = sorted(p for p in (tmp_path / "runs").glob("default-*") if (p / "results.json").exists())

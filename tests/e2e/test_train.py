@@ -95,14 +95,22 @@ def test_init_from_fine_tunes(fast_run, tmp_path, data_root):
 
 def cli(args, tmp_path, timeout=600):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    return subprocess.run([sys.executable, os.path.join(REPO, "train.py"), *args], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "train.py"), *args],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.mark.slow
 def test_multirun_sweep_two_values(tmp_path):
-    p = cli(["-m", "debug=fast", "optim.lr=1e-3,2e-3", f"paths.root={tmp_path}", "test_after_fit=false",
-             *SMALL_DATA], tmp_path)
+    p = cli(
+        ["-m", "debug=fast", "optim.lr=1e-3,2e-3", f"paths.root={tmp_path}", "test_after_fit=false", *SMALL_DATA],
+        tmp_path,
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     results = sorted(glob.glob(str(tmp_path / "runs" / "*" / "results.json")))
     assert len(results) == 2, os.listdir(tmp_path / "runs")
@@ -183,8 +191,12 @@ def test_pictures_of_validation_and_test(fast_run):
 
     res = fast_run[1]
     names = sorted(os.path.basename(p) for p in res["plots"])
-    assert names == sorted(f"{stage}_{src}_{kind}.png" for stage in ("test", "val") for src in ("sentences", "tags")
-                           for kind in ("confusion", "similarity"))
+    assert names == sorted(
+        f"{stage}_{src}_{kind}.png"
+        for stage in ("test", "val")
+        for src in ("sentences", "tags")
+        for kind in ("confusion", "similarity")
+    )
     img = imread(os.path.join(res["run_dir"], "plots", "test_sentences_similarity.png"))
     assert img.ndim == 3 and img.shape[0] > 200 and img.shape[1] > 200
     from clap_train.report import format_report

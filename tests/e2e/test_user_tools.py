@@ -24,10 +24,19 @@ def test_folder_to_trained_evaluated_exported_model(tmp_path, capsys):
     report = json.load(open(os.path.join(shards, "report.json")))
     assert report["skipped"] == len(info["bad"]) and report["written"]["train"] >= 20
 
-    cfg = compose_cfg(tmp_path, ["data=shards", f"data.train_shards={shards}/train", f"data.val_shards={shards}/valid",
-                                 f"data.test_shards={shards}/test", "data.audio.sample_rate=32000",
-                                 "data.audio.clip_seconds=2", "synthetic.enabled=false",
-                                 "audio_encoder.freeze_layers=1"])
+    cfg = compose_cfg(
+        tmp_path,
+        [
+            "data=shards",
+            f"data.train_shards={shards}/train",
+            f"data.val_shards={shards}/valid",
+            f"data.test_shards={shards}/test",
+            "data.audio.sample_rate=32000",
+            "data.audio.clip_seconds=2",
+            "synthetic.enabled=false",
+            "audio_encoder.freeze_layers=1",
+        ],
+    )
     res = run(cfg)
     assert res["global_step"] == 4
     for stage in ("val", "test"):  # classes.json found beside the shards: zero-shot is measured
@@ -37,8 +46,10 @@ def test_folder_to_trained_evaluated_exported_model(tmp_path, capsys):
     ckpt = res["checkpoint"]
     capsys.readouterr()
 
-    assert main(["zeroshot", "--checkpoint", ckpt, "--audio", src, "--classes-from-dirs", "--out",
-                 str(tmp_path / "zs")]) == 0
+    assert (
+        main(["zeroshot", "--checkpoint", ckpt, "--audio", src, "--classes-from-dirs", "--out", str(tmp_path / "zs")])
+        == 0
+    )
     out = capsys.readouterr().out
     assert "top-1" in out and "skipped 3" in out  # broken, empty, silent: reported, not fatal
     assert os.path.getsize(tmp_path / "zs" / "confusion.png") > 1000

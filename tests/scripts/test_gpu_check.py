@@ -14,8 +14,21 @@ from tests.conftest import REPO
 @pytest.mark.slow
 def test_gpu_check_smoke_runs_every_section(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "2"}
-    p = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "gpu_check.py"), "--smoke", "--batch", "2",
-                        "--out", str(tmp_path)], capture_output=True, text=True, timeout=900, env=env)
+    p = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "scripts", "gpu_check.py"),
+            "--smoke",
+            "--batch",
+            "2",
+            "--out",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+    )
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
     got = json.load(open(tmp_path / "gpu_check.json"))["sections"]
     assert set(got) == {"env", "peak", "bench", "precision", "compile", "accumulate", "nccl", "train", "presets"}

@@ -13,9 +13,21 @@ from tests.conftest import REPO
 @pytest.mark.slow
 def test_scaling_quick_measures_every_part(tmp_path):
     out = tmp_path / "scaling.json"
-    p = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "scaling.py"), "--quick", "--ckpt-dir",
-                        str(tmp_path), "--out", str(out)], capture_output=True, text=True, timeout=600,
-                       env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    p = subprocess.run(
+        [
+            sys.executable,
+            os.path.join(REPO, "scripts", "scaling.py"),
+            "--quick",
+            "--ckpt-dir",
+            str(tmp_path),
+            "--out",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+    )
     assert p.returncode == 0, p.stderr[-3000:]
     got = json.load(open(out))
     local, full = got["loss"]

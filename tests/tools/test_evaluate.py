@@ -14,8 +14,9 @@ def test_evaluate_on_made_shards_equals_the_eval_functions(small_ckpt, small_mod
     out = str(tmp_path / "shards")
     make_shards(src, out, MakeShardsSpec(sample_rate=16000, workers=1, splits={"train": 0.5, "test": 0.5}))
     res = run_evaluate(small_model, f"{out}/test", ["bell", "buzzer", "drum", "whistle"], out_dir=str(tmp_path / "ev"))
-    e = embed_shards(small_model, sorted(os.path.join(out, "test", f) for f in os.listdir(f"{out}/test")
-                                         if f.endswith(".tar")))
+    e = embed_shards(
+        small_model, sorted(os.path.join(out, "test", f) for f in os.listdir(f"{out}/test") if f.endswith(".tar"))
+    )
     want = retrieval_metrics(e["audio"], e["text"], e["owner"])
     protos = small_model.class_embeddings(["bell", "buzzer", "drum", "whistle"])
     classes = ["bell", "buzzer", "drum", "whistle"]
@@ -26,8 +27,10 @@ def test_evaluate_on_made_shards_equals_the_eval_functions(small_ckpt, small_mod
     assert {"similarity.png", "confusion.png", "results.json"} <= set(os.listdir(tmp_path / "ev"))
     assert "text->audio" in format_evaluate(res)
     # the CLI finds classes.json one folder up, as make-shards writes it
-    assert main(["evaluate", "--checkpoint", small_ckpt, "--shards", f"{out}/test",
-                 "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(["evaluate", "--checkpoint", small_ckpt, "--shards", f"{out}/test", "--json", str(tmp_path / "r.json")])
+        == 0
+    )
     assert "zero-shot classes from" in capsys.readouterr().out
     got = json.load(open(tmp_path / "r.json"))["metrics"]
     assert got["zeroshot_top1"] == res["metrics"]["zeroshot_top1"] and got["t2a_R@1"] == want["t2a_R@1"]

@@ -23,8 +23,24 @@ def test_embed_then_retrieve_from_saved_embeddings(small_ckpt, small_model, mess
     assert a["queries"] == b["queries"] and len(a["queries"][0]["results"]) == 5
     scores = (small_model.encode_text(["a drum"]) @ emb.T)[0]
     assert a["queries"][1]["results"][0]["item"] == rows[int(scores.argmax())]
-    assert main(["retrieve", "--checkpoint", small_ckpt, "--audio", npy, "--query", "a drum", "-k", "3",
-                 "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "retrieve",
+                "--checkpoint",
+                small_ckpt,
+                "--audio",
+                npy,
+                "--query",
+                "a drum",
+                "-k",
+                "3",
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     assert json.load(open(tmp_path / "r.json"))["queries"][0]["results"] == a["queries"][1]["results"][:3]
 
 
@@ -37,7 +53,21 @@ def test_text_embeddings_and_audio_to_text(small_ckpt, small_model, messy_dir, t
     capsys.readouterr()
     caps = tmp_path / "caps.txt"
     caps.write_text("a bell rings\n\na whistle blows\na drum is hit\n")
-    assert main(["retrieve", "--checkpoint", small_ckpt, "--audio", f"{src}/{info['good'][0]}",
-                 "--captions", str(caps), "-k", "2"]) == 0
+    assert (
+        main(
+            [
+                "retrieve",
+                "--checkpoint",
+                small_ckpt,
+                "--audio",
+                f"{src}/{info['good'][0]}",
+                "--captions",
+                str(caps),
+                "-k",
+                "2",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert out.splitlines()[0] == info["good"][0].split("/")[-1] and out.count(". ") == 2

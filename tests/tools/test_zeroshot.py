@@ -9,8 +9,11 @@ from clap_train.data.audio_files import ReadSpec, list_audio, read_audio_file
 from clap_train.eval.zeroshot import zeroshot_metrics
 from clap_train.tools.zeroshot import format_zeroshot, run_zeroshot
 
-UNREADABLE = {"bell/broken.wav": "corrupt_audio", "bell/empty.flac": "empty_file",
-              "whistle/silence.wav": "silent_audio"}
+UNREADABLE = {
+    "bell/broken.wav": "corrupt_audio",
+    "bell/empty.flac": "empty_file",
+    "whistle/silence.wav": "silent_audio",
+}
 
 
 def test_zeroshot_equals_a_direct_computation(small_model, messy_dir, tmp_path):
@@ -20,8 +23,7 @@ def test_zeroshot_equals_a_direct_computation(small_model, messy_dir, tmp_path):
     assert {s["path"]: s["reason"] for s in res["skipped"]} == UNREADABLE  # the 0.02 s blip is padded, kept
     kept = [it for it in listing.items if it.rel not in UNREADABLE]
     spec = ReadSpec(sample_rate=16000, min_seconds=0.0)
-    emb = torch.cat([small_model.encode_audio([read_audio_file(it.path, spec)[0]], sample_rate=16000)
-                     for it in kept])
+    emb = torch.cat([small_model.encode_audio([read_audio_file(it.path, spec)[0]], sample_rate=16000) for it in kept])
     protos = small_model.class_embeddings(listing.classes, ["a {}", "the sound of {}"])
     labels = torch.tensor([listing.classes.index(it.labels[0]) for it in kept])
     assert res["metrics"] == zeroshot_metrics(emb, protos, labels)
@@ -39,8 +41,25 @@ def test_zeroshot_equals_a_direct_computation(small_model, messy_dir, tmp_path):
 def test_cli_classes_subset_and_errors(small_ckpt, messy_dir, tmp_path, capsys):
     src, _ = messy_dir
     out = tmp_path / "zs"
-    assert main(["zeroshot", "--checkpoint", small_ckpt, "--audio", src, "--classes-from-dirs",
-                 "--classes", "bell,whistle", "--out", str(out), "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "zeroshot",
+                "--checkpoint",
+                small_ckpt,
+                "--audio",
+                src,
+                "--classes-from-dirs",
+                "--classes",
+                "bell,whistle",
+                "--out",
+                str(out),
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "labels that name no class (counted as unlabelled): buzzer, drum" in text
     res = json.load(open(tmp_path / "r.json"))  # bell: 6 clips, whistle: 6 clips + the padded blip

@@ -13,9 +13,9 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from clap_train.config import register_resolvers
+from clap_train.schema import register
 
-register_resolvers()
+register()  # resolvers and the typed blocks' defaults (clap_train/schema.py)
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

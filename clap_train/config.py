@@ -3,6 +3,7 @@ error every configuration mistake raises."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 from omegaconf import OmegaConf
@@ -69,3 +70,64 @@ def instantiate(node, **kwargs):
         if isinstance(e.__cause__, ConfigError):
             raise e.__cause__ from None
         raise
+
+
+# --- typed configuration: a dataclass per config block is its one source of keys, defaults, types and
+# ranges. `setting(...)` declares a field; `build(cls, node, key)` turns a config node into the dataclass
+# (unknown keys refused, every field checked); `defaults_of(cls)` is the node registered in Hydra's
+# ConfigStore (clap_train/schema.py), so conf/ files hold only what differs from the defaults.
+
+
+def setting(
+    default=None,
+    *,
+    kind: type | None = None,
+    low=None,
+    high=None,
+    low_open: bool = False,
+    choices=None,
+    none_ok: bool = False,
+    factory=None,
+):
+    """A dataclass field with its check: `kind` int/float with [low, high] (check_number), or `choices`."""
+    meta = {"kind": kind, "low": low, "high": high, "low_open": low_open, "choices": choices, "none_ok": none_ok}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=meta)
+    return dataclasses.field(default=default, metadata=meta)
+
+
+def check_fields(obj, key: str) -> None:
+    """Every `setting` field of a dataclass instance against its declared type, range or choices."""
+    for f in dataclasses.fields(obj):
+        m, v, name = f.metadata, getattr(obj, f.name), f"{key}.{f.name}"
+        if m.get("choices") is not None and not (v is None and m["none_ok"]):
+            check_choice(name, v, m["choices"])
+        elif m.get("kind") in (int, float):
+            check_number(name, v, m["kind"], m["low"], m["high"], m["low_open"], m["none_ok"])
+        elif m.get("kind") is bool and not isinstance(v, bool):
+            raise ConfigError(f"{name}={v!r}: must be true or false")
+
+
+def build(cls, node, key: str):
+    """The dataclass `cls` from a config node (a mapping or None: all defaults), checked."""
+    from omegaconf import DictConfig, OmegaConf
+
+    data = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node or {})
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(data) - set(names))
+    if unknown:
+        raise ConfigError(f"{key}: unknown key(s) {unknown}; valid keys: {', '.join(names)}")
+    obj = cls(**data)
+    check_fields(obj, key)
+    return obj
+
+
+def defaults_of(cls) -> dict:
+    """The dataclass's defaults as a plain dict (the ConfigStore node of its block)."""
+    out = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+    return out

@@ -2,10 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.distributed as dist
 
+from clap_train.config import setting
 from clap_train.watchdog import watch
+
+
+@dataclasses.dataclass
+class DistributedConfig:
+    # A rank that waits longer than this in a collective (some rank never reached it) ends the job with a
+    # report of where every rank is. Longer than any legitimate wait: the first compiled step, a checkpoint.
+    timeout_s: float = setting(1200.0, kind=float, low=0, low_open=True)
 
 
 def world_info() -> tuple[int, int]:

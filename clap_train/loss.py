@@ -9,12 +9,21 @@ DDP averaging gradients over ranks, both forms give exactly the gradient of one 
 
 from __future__ import annotations
 
+import dataclasses
+
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 from torch import nn
 
+from clap_train.config import setting
 from clap_train.distributed import world_info
+
+
+@dataclasses.dataclass
+class LossConfig:
+    local_loss: bool = setting(True, kind=bool)  # local rows x gathered columns (b x N, not N x N)
+    gather_with_grad: bool = setting(True, kind=bool)  # negatives from every rank, with gradient
 
 
 def gather_features(x: torch.Tensor, with_grad: bool = True) -> torch.Tensor:

@@ -307,7 +307,7 @@ def accumulate(c: Check) -> dict:
         batch = c.make_batch(lit)
         one = _fit(copy.deepcopy(lit), batch, 1, c.dev, freeze_bn=not dropout)
         four_lit = copy.deepcopy(lit)
-        four_lit.optim_cfg["accumulate"] = k
+        four_lit.optim_cfg.accumulate = k
         four = _fit(four_lit, batch, 1, c.dev, freeze_bn=not dropout)
         key = "dropout_bn_training" if dropout else "no_dropout_bn_frozen"
         out[key] = {

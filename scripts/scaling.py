@@ -9,7 +9,7 @@ Parts:
               resident memory above the baseline (the kernel's high-water mark, reset per case, a fresh
               process per case) against the tensors the formula says must exist, time per step, and the
               bytes each rank receives
-  eval        the eval gather (lit._gather_dedup: every rank's features, keys and captions to every rank)
+  eval        the eval gather (eval.accumulate.gather_dedup: every rank's features, keys and captions to every rank)
               for AudioCaps- and Clotho-sized test sets, sharded over the ranks: time and bytes per rank
   checkpoint  a full training checkpoint of HTS-AT-tiny + RoBERTa-base with AdamW state: bytes, write time
               (our atomic writer: temp file, fsync, rename) and read time on this machine's disk
@@ -98,7 +98,7 @@ def _eval_rank(rank, world, port, d, q):
     dist.init_process_group("gloo", rank=rank, world_size=world)
     import pickle
 
-    from clap_train.lit import _gather_dedup
+    from clap_train.eval.accumulate import gather_dedup
 
     out = {}
     for name, (clips, per_clip) in EVAL_SETS.items():
@@ -119,7 +119,7 @@ def _eval_rank(rank, world, port, d, q):
         )
         dist.barrier()
         t0 = time.perf_counter()
-        keys, audio, text, owner, _, _ = _gather_dedup(st, d, name)
+        keys, audio, text, owner, _, _ = gather_dedup(st, d, name)
         dt = time.perf_counter() - t0
         assert len(keys) == clips and text.shape[0] == clips * per_clip
         out[name] = {

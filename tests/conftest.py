@@ -6,9 +6,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from clap_train.config import register_resolvers  # noqa: E402
+from clap_train.schema import register  # noqa: E402
 
-register_resolvers()
+register()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

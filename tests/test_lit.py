@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from clap_train.lit import ClapLit
+from clap_train.step import split_batch
 
 MODEL = {
     "embed_dim": 16,
@@ -81,7 +82,7 @@ def test_unknown_optim_key_is_named():
 
 
 def grads_of(lit, b, k):
-    lit.optim_cfg["accumulate"] = k
+    lit.optim_cfg.accumulate = k
     lit.manual_backward = lambda loss: loss.backward()
     lit.model.zero_grad()
     loss = lit._loss_and_backward(b)
@@ -124,7 +125,7 @@ def test_accumulation_with_dropout_replays_the_same_masks():
     lk, gk = grads_of(lit, b, 4)
     lit.model.zero_grad()
     torch.manual_seed(5)
-    feats = [lit.model(mb) for mb in lit._split(b, 4)]
+    feats = [lit.model(mb) for mb in split_batch(b, 4)]
     ref = lit.loss_fn(torch.cat([f[0] for f in feats]), torch.cat([f[1] for f in feats]), feats[0][2])
     ref.backward()
     assert abs(lk.item() - ref.item()) < 1e-10

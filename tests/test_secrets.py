@@ -34,7 +34,12 @@ def test_run_leaves_no_secret_anywhere(tmp_path, data_root, monkeypatch, capfd):
     monkeypatch.setenv("HF_TOKEN", TOKEN)
     cfg = compose_cfg(
         tmp_path,
-        ["+eval.api_key=${oc.env:WANDB_API_KEY}", f"+eval.comment=uses {TOKEN}", "logger=many", "test_after_fit=false"],
+        [
+            "+notes.api_key=${oc.env:WANDB_API_KEY}",
+            f"+notes.comment=uses {TOKEN}",
+            "logger=many",
+            "test_after_fit=false",
+        ],
         data_root,
     )
     res = run(cfg)

@@ -7,7 +7,8 @@ import lightning as L
 import pytest
 import torch
 
-from clap_train.lit import ClapLit, compile_towers
+from clap_train.compile import compile_towers
+from clap_train.lit import ClapLit
 from tests.test_model import CFG
 
 
@@ -196,6 +197,6 @@ def test_accumulation_runs_on_one_device_through_lightning():
     torch.manual_seed(0)
     init = {k: v.clone() for k, v in ClapLit(CFG).model.state_dict().items()}
     lit, four = _train(optim={"accumulate": 4}, steps=2)
-    assert lit.optim_cfg["accumulate"] == 4 and len(four) == 2 and all(torch.isfinite(torch.tensor(four)))
+    assert lit.optim_cfg.accumulate == 4 and len(four) == 2 and all(torch.isfinite(torch.tensor(four)))
     assert any(not torch.equal(init[k], v) for k, v in lit.model.state_dict().items())  # it stepped
     # (equal to one batch with BatchNorm frozen and dropout off: tests/test_lit.py, scripts/gpu_check.py)

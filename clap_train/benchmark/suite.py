@@ -13,12 +13,11 @@ import os
 import torch
 
 from clap_train.benchmark.readers import BenchData, read
-from clap_train.eval.retrieval import retrieval_metrics
-from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
+from clap_train.eval.metrics import source_metrics
+from clap_train.eval.zeroshot import zeroshot_metrics
 from clap_train.inference import Progress, embed_items, embed_shards, embed_texts, no_progress
 from clap_train.model import CLAP
 from clap_train.prompts import DEFAULT_TEMPLATES
-from clap_train.tools.zeroshot import label_indices
 
 RETRIEVAL_COLUMNS = (
     ("t2a_R@1", "T2A R@1"),
@@ -65,19 +64,17 @@ def evaluate(
     zeroshot = protocol["task"] == "zeroshot"
     templates = protocol.get("templates") or list(DEFAULT_TEMPLATES)
     skipped: list[dict] | dict = []
+    text = owner = protos = None
+    folds: list[int] = []
     if data.shards:
         e = embed_shards(model, data.shards, batch_size=batch_size, progress=progress)
-        audio, text, owner, skipped = e["audio"], e["text"], e["owner"], e["skips"]
-        labels = labels_from_tags(e["tags"], data.classes) if zeroshot else None
-        folds: list[int] = []
+        audio, text, owner, tags, skipped = e["audio"], e["text"], e["owner"], e["tags"], e["skips"]
     else:
         got = embed_items(model, data.items, batch_size, progress)
-        audio, skipped = got.emb, got.skipped
+        audio, skipped, tags = got.emb, got.skipped, [it.labels for it in got.items]
         kept = {id(it) for it in got.items}
         folds = [f for it, f in zip(data.items, data.folds) if id(it) in kept] if data.folds else []
-        if zeroshot:
-            labels = label_indices(got.items, data.classes)[0]
-        else:
+        if not zeroshot:
             caps = [c for it in got.items for c in it.captions]
             owner = torch.tensor([i for i, it in enumerate(got.items) for _ in it.captions], dtype=torch.long)
             text = embed_texts(model, caps)
@@ -85,19 +82,18 @@ def evaluate(
         if not data.classes:
             raise ValueError(f"{data.name}: no class list (classes.json) beside the shards")
         protos = model.class_embeddings(data.classes, templates).float().cpu()
-        metrics = zeroshot_metrics(audio, protos, labels)
-        if folds:
-            fold_t = torch.tensor(folds)
-            per = {}
-            for k in sorted(set(folds)):
-                sel = fold_t == k
-                per[k] = zeroshot_metrics(audio[sel], protos, labels[sel]).get("zeroshot_top1", 0.0)
-                metrics[f"fold{k}_top1"] = per[k]
-            metrics["mean_fold_top1"] = sum(per.values()) / len(per)
-    else:
-        metrics = retrieval_metrics(audio, text, owner)
-        metrics["n_captions"] = float(len(owner))
-    metrics["n_clips"] = float(audio.shape[0])
+    # the protocol's task decides what is scored: a zero-shot set's captions are not
+    metrics, labels = source_metrics(
+        audio, None if zeroshot else text, owner, tags, data.classes if zeroshot else None, protos
+    )
+    if zeroshot and folds:
+        fold_t = torch.tensor(folds)
+        per = {}
+        for k in sorted(set(folds)):
+            sel = fold_t == k
+            per[k] = zeroshot_metrics(audio[sel], protos, labels[sel]).get("zeroshot_top1", 0.0)
+            metrics[f"fold{k}_top1"] = per[k]
+        metrics["mean_fold_top1"] = sum(per.values()) / len(per)
     metrics["n_missing"] = float(len(data.missing))
     metrics["n_unreadable"] = float(len(skipped) if isinstance(skipped, list) else sum(skipped.values()))
     return {"metrics": metrics, "missing": data.missing, "skipped": skipped}

@@ -25,8 +25,9 @@ from clap_train.data.decode import AudioSpec, open_audio, read_checked
 from clap_train.data.skips import BadSample
 
 # what libsndfile reads (1.1+: mp3 too); other files in a folder are ignored and counted
-AUDIO_FILE_EXTS = frozenset({"wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "aifc", "au",
-                             "snd", "caf", "w64", "rf64"})
+AUDIO_FILE_EXTS = frozenset(
+    {"wav", "wave", "flac", "ogg", "oga", "opus", "mp3", "aiff", "aif", "aifc", "au", "snd", "caf", "w64", "rf64"}
+)
 CAPTION_COLUMNS = re.compile(r"^(caption|text|captions|caption_?\d+|caption_\w+)$", re.I)
 LABEL_COLUMNS = ("label", "labels", "class", "category")
 
@@ -37,8 +38,8 @@ class InputError(ValueError):
 
 @dataclass
 class AudioItem:
-    path: str                        # absolute or as given
-    rel: str                         # stable name relative to the input (keys, reports, splits)
+    path: str  # absolute or as given
+    rel: str  # stable name relative to the input (keys, reports, splits)
     captions: list[str] = field(default_factory=list)
     labels: list[str] = field(default_factory=list)
     split: str | None = None
@@ -47,8 +48,8 @@ class AudioItem:
 @dataclass
 class Listing:
     items: list[AudioItem]
-    ignored: list[str]               # files that are not audio (by extension)
-    classes: list[str]               # class names in a stable order (sub-folders, or sorted labels)
+    ignored: list[str]  # files that are not audio (by extension)
+    classes: list[str]  # class names in a stable order (sub-folders, or sorted labels)
 
 
 def list_audio(src: str, classes_from_dirs: bool = False) -> Listing:
@@ -70,8 +71,9 @@ def list_audio(src: str, classes_from_dirs: bool = False) -> Listing:
     items = []
     for r in rows:
         p = r["path"]
-        items.append(AudioItem(p if os.path.isabs(p) else os.path.join(base, p), p, r["captions"], r["labels"],
-                               r.get("split")))
+        items.append(
+            AudioItem(p if os.path.isabs(p) else os.path.join(base, p), p, r["captions"], r["labels"], r.get("split"))
+        )
     classes = sorted({lb for it in items for lb in it.labels})
     return Listing(items, [], classes)
 
@@ -179,10 +181,11 @@ def _read_jsonl(src: str) -> list[dict]:
 @dataclass
 class ReadSpec:
     """Limits for reading users' files (every failure is a `BadSample` with a reason)."""
+
     sample_rate: int = 48000
     min_seconds: float = 0.1
     max_seconds: float = 3600.0
-    max_bytes: int = 2 << 30           # larger files are skipped unread
+    max_bytes: int = 2 << 30  # larger files are skipped unread
 
 
 @dataclass

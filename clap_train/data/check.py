@@ -33,15 +33,25 @@ class Report:
 
     def as_dict(self) -> dict:
         d = np.asarray(self.durations) if self.durations else np.zeros(1)
-        return {"shards": self.shards, "samples": self.samples, "good": self.good,
-                "bad_fraction": round(self.bad_fraction(), 6), "member_extensions": dict(self.member_exts),
-                "json_fields": dict(self.json_fields),
-                "sample_rates": {str(k): v for k, v in sorted(self.sample_rates.items())},
-                "channels": {str(k): v for k, v in sorted(self.channels.items())},
-                "duration_s": {"min": float(d.min()), "mean": float(d.mean()), "max": float(d.max()),
-                               "total_hours": float(d.sum() / 3600)},
-                "captions_per_sample": {str(k): v for k, v in sorted(self.captions_per_sample.items())},
-                "bad_by_reason": dict(self.bad), "bad_examples": self.where}
+        return {
+            "shards": self.shards,
+            "samples": self.samples,
+            "good": self.good,
+            "bad_fraction": round(self.bad_fraction(), 6),
+            "member_extensions": dict(self.member_exts),
+            "json_fields": dict(self.json_fields),
+            "sample_rates": {str(k): v for k, v in sorted(self.sample_rates.items())},
+            "channels": {str(k): v for k, v in sorted(self.channels.items())},
+            "duration_s": {
+                "min": float(d.min()),
+                "mean": float(d.mean()),
+                "max": float(d.max()),
+                "total_hours": float(d.sum() / 3600),
+            },
+            "captions_per_sample": {str(k): v for k, v in sorted(self.captions_per_sample.items())},
+            "bad_by_reason": dict(self.bad),
+            "bad_examples": self.where,
+        }
 
 
 def _count_keys(raw: dict, exts: Counter, fields: Counter) -> None:
@@ -66,14 +76,21 @@ class _Recorder(SkipCounter):
             self.report.where[reason].append(f"{where} {detail}".strip())
 
 
-def check_shards(spec, caption_key="text", tag_templates=None, max_seconds=3600.0, max_member_bytes=256 << 20,
-                 examples=5, progress=None) -> Report:
+def check_shards(
+    spec,
+    caption_key="text",
+    tag_templates=None,
+    max_seconds=3600.0,
+    max_member_bytes=256 << 20,
+    examples=5,
+    progress=None,
+) -> Report:
     """Every sample decoded whole (as training would, without the crop), checked and described."""
     shards = expand_shards(spec)
     rep = Report(shards=len(shards))
     rec = _Recorder(rep, examples)
     audio = AudioSpec(max_seconds=max_seconds)
-    for url in (progress(shards) if progress else shards):
+    for url in progress(shards) if progress else shards:
         for raw in read_shard(url, rec, max_member_bytes):
             rep.samples += 1
             _count_keys(raw, rep.member_exts, rep.json_fields)
@@ -98,13 +115,16 @@ def check_shards(spec, caption_key="text", tag_templates=None, max_seconds=3600.
 
 def format_report(rep: Report) -> str:
     d = rep.as_dict()
-    lines = [f"shards: {d['shards']}   samples: {d['samples']}   usable: {d['good']}   "
-             f"bad: {rep.samples - rep.good} ({d['bad_fraction'] * 100:.2f}%)",
-             f"members: {d['member_extensions']}   JSON fields: {d['json_fields']}",
-             f"sample rates: {d['sample_rates']}   channels: {d['channels']}",
-             "durations (s): min {min:.2f}  mean {mean:.2f}  max {max:.2f}  total {total_hours:.2f} h".format(
-                 **d["duration_s"]),
-             f"captions per sample: {d['captions_per_sample']}"]
+    lines = [
+        f"shards: {d['shards']}   samples: {d['samples']}   usable: {d['good']}   "
+        f"bad: {rep.samples - rep.good} ({d['bad_fraction'] * 100:.2f}%)",
+        f"members: {d['member_extensions']}   JSON fields: {d['json_fields']}",
+        f"sample rates: {d['sample_rates']}   channels: {d['channels']}",
+        "durations (s): min {min:.2f}  mean {mean:.2f}  max {max:.2f}  total {total_hours:.2f} h".format(
+            **d["duration_s"]
+        ),
+        f"captions per sample: {d['captions_per_sample']}",
+    ]
     if rep.bad:
         lines.append("skipped, by reason:")
         for reason, n in rep.bad.most_common():
@@ -128,8 +148,9 @@ def save_json(rep: Report, path: str) -> None:
         json.dump(rep.as_dict(), f, indent=1)
 
 
-def probe_source(name: str, shards: list[str], caption_key="text", tag_templates=None, n: int = 64,
-                 what: str = "sources") -> None:
+def probe_source(
+    name: str, shards: list[str], caption_key="text", tag_templates=None, n: int = 64, what: str = "sources"
+) -> None:
     """Fail at start-up, not after hours of silence, when the configured keys match nothing: the first
     readable shard must hold samples with an audio member and a caption under `caption_key` (or tags
     with templates). Raises ValueError naming the source, the keys seen and the fix."""
@@ -158,6 +179,8 @@ def probe_source(name: str, shards: list[str], caption_key="text", tag_templates
     if not with_audio:
         raise ValueError(f"{where}: no audio member in the first {seen} samples; members seen: {dict(exts)}")
     if not with_caption:
-        raise ValueError(f"{where}: no sample among the first {seen} has a caption under caption_key={caption_key!r}"
-                         f"; JSON fields seen: {dict(fields)} (set data.{what}.{name}.caption_key, or "
-                         "tag_templates for tag-only data)")
+        raise ValueError(
+            f"{where}: no sample among the first {seen} has a caption under caption_key={caption_key!r}"
+            f"; JSON fields seen: {dict(fields)} (set data.{what}.{name}.caption_key, or "
+            "tag_templates for tag-only data)"
+        )

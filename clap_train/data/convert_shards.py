@@ -74,8 +74,7 @@ def convert_shard(job: tuple[str, str, str]) -> dict:
     return dict(counts)
 
 
-def convert_shards(src: str | list[str], out_dir: str, codec: str = "pcm16", workers: int = 0,
-                   progress=None) -> dict:
+def convert_shards(src: str | list[str], out_dir: str, codec: str = "pcm16", workers: int = 0, progress=None) -> dict:
     """Convert every tar of `src` (a folder, glob, brace pattern or list) into `out_dir`; returns the report
     (also written as OUT/convert_report.json)."""
     check_codec(codec, 48000)  # Opus at other rates is resampled per clip (transcode)
@@ -92,15 +91,21 @@ def convert_shards(src: str | list[str], out_dir: str, codec: str = "pcm16", wor
     pool = mp.get_context("forkserver").Pool(workers) if workers > 1 else None
     try:
         results = pool.imap(convert_shard, jobs) if pool else map(convert_shard, jobs)
-        for counts in (progress(results, len(jobs)) if progress else results):
+        for counts in progress(results, len(jobs)) if progress else results:
             total.update(counts)
     finally:
         if pool:
             pool.close()
             pool.join()
     _write_sizes(shards, out_dir)
-    report = {"input": src, "output": out_dir, "codec": codec, "shards": len(jobs), "seconds": round(time.time() - t0, 1),
-              **dict(sorted(total.items()))}
+    report = {
+        "input": src,
+        "output": out_dir,
+        "codec": codec,
+        "shards": len(jobs),
+        "seconds": round(time.time() - t0, 1),
+        **dict(sorted(total.items())),
+    }
     with open(os.path.join(out_dir, "convert_report.json"), "w") as f:
         json.dump(report, f, indent=1, sort_keys=True)
     return report
@@ -116,8 +121,10 @@ def _write_sizes(shards: list[str], out_dir: str) -> None:
 
 def format_report(rep: dict) -> str:
     mb_in, mb_out = rep.get("bytes_in", 0) / 2**20, rep.get("bytes_out", 0) / 2**20
-    lines = [f"{rep['shards']} shards -> {rep['output']} ({rep['codec']}): {rep.get('samples', 0)} samples, "
-             f"{mb_in:.1f} MB -> {mb_out:.1f} MB ({mb_out / max(mb_in, 1e-9):.2f}x) in {rep['seconds']} s"]
+    lines = [
+        f"{rep['shards']} shards -> {rep['output']} ({rep['codec']}): {rep.get('samples', 0)} samples, "
+        f"{mb_in:.1f} MB -> {mb_out:.1f} MB ({mb_out / max(mb_in, 1e-9):.2f}x) in {rep['seconds']} s"
+    ]
     for k in ("converted", "resampled", "kept_undecodable", "shards_already_done"):
         if rep.get(k):
             lines.append(f"  {k:>20s}: {rep[k]}")

@@ -11,78 +11,117 @@ import logging
 import os
 import shutil
 import warnings
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader
 
-from clap_train.config import ConfigError, check_number
+from clap_train.config import ConfigError, build, check_number
 from clap_train.data.collate import Tokenize
 from clap_train.data.datasets import EvalStream, TrainStream, worker_init
 from clap_train.data.decode import AudioSpec
 from clap_train.data.make_shards import find_classes_file
 from clap_train.data.shards import ensure_sizes, expand_shards
 from clap_train.data.stream import SourceSpec, StreamOpts
+from clap_train.data.synthetic import SyntheticSpec, ensure_synthetic
 from clap_train.distributed import gather_objects
 
 log = logging.getLogger("clap_train.data")
 
-SOURCE_KEYS = {"shards", "weight", "caption_key", "tag_key", "tag_templates", "resample", "zeroshot_classes"}
+
+@dataclasses.dataclass
+class SourceConfig:
+    """One entry of data.sources / val_sources / test_sources."""
+
+    shards: Any = None  # a folder, glob, brace pattern, URL or list
+    weight: Any = 1.0  # mixing weight (a number >= 0), or "size": the source's sample count
+    caption_key: Any = "text"  # the JSON field(s) with captions: a name or a list of names
+    tag_key: str = "tag"
+    tag_templates: list | None = None  # captions made from tags; null: data.tag_templates
+    resample: Any = False  # true, false or auto: when the source has fewer shards than readers
+    zeroshot_classes: Any = None  # a list or a classes.json path; null: classes.json beside the shards
+
+
+def check_source(node, key: str) -> dict:
+    """One source's settings, checked without touching its shards (so at construction, before any read)."""
+    cfg = vars(build(SourceConfig, node, key))
+    check_resample(f"{key}.resample", cfg["resample"])
+    if cfg["weight"] != "size":
+        check_number(f"{key}.weight", cfg["weight"], float, 0)
+    return cfg
 
 
 def parse_sources(sources: Mapping | None, what: str, default_tag_templates: list[str]) -> list[SourceSpec]:
     out = []
-    for name, cfg in (sources or {}).items():
-        if cfg is None:  # `~data.sources.x` or `data.sources.x=null` drops a source
+    for name, node in (sources or {}).items():
+        if node is None:  # `~data.sources.x` or `data.sources.x=null` drops a source
             continue
-        bad = set(cfg) - SOURCE_KEYS
-        if bad:
-            raise ConfigError(f"data.{what}.{name}: unknown key(s) {sorted(bad)}; valid keys: {sorted(SOURCE_KEYS)}")
+        cfg = check_source(node, f"data.{what}.{name}")
         shards = expand_shards(cfg.get("shards"))
         missing = [s for s in shards if "://" not in s and not s.startswith("pipe:") and not os.path.exists(s)]
         if not shards or len(missing) == len(shards):
             raise ConfigError(f"data.{what}.{name}: no shards found at {cfg.get('shards')!r}")
         if missing:
-            warnings.warn(f"data.{what}.{name}: {len(missing)} of {len(shards)} shards are missing "
-                          f"(first: {missing[0]}); they will be counted as unreadable")
-        weight = cfg.get("weight", 1.0)
+            warnings.warn(
+                f"data.{what}.{name}: {len(missing)} of {len(shards)} shards are missing "
+                f"(first: {missing[0]}); they will be counted as unreadable",
+                stacklevel=2,
+            )
+        weight = cfg["weight"]
         if weight == "size":  # weight by the number of samples (LAION's default mixing)
             sizes = ensure_sizes(shards)
             if sizes is None:
-                raise ConfigError(f"data.{what}.{name}.weight=size needs sizes.json for remote shards; "
-                                  "give a number instead")
+                raise ConfigError(
+                    f"data.{what}.{name}.weight=size needs sizes.json for remote shards; give a number instead"
+                )
             weight = sum(sizes.values())
-        out.append(SourceSpec(name=str(name), shards=shards, weight=float(weight),
-                              caption_key=_caption_key(cfg.get("caption_key", "text")),
-                              tag_key=cfg.get("tag_key", "tag"),
-                              tag_templates=list(cfg.get("tag_templates") or default_tag_templates),
-                              resample=_resample(cfg.get("resample", False), f"data.{what}.{name}.resample")))
+        out.append(
+            SourceSpec(
+                name=str(name),
+                shards=shards,
+                weight=float(weight),
+                caption_key=_caption_key(cfg.get("caption_key", "text")),
+                tag_key=cfg.get("tag_key", "tag"),
+                tag_templates=list(cfg.get("tag_templates") or default_tag_templates),
+                resample=cfg["resample"],
+            )
+        )
     return out
 
 
-def _resample(v, key: str) -> bool | str:
-    if isinstance(v, bool) or v == "auto":
-        return v
-    raise ConfigError(f"{key}={v!r}; valid choices: true, false, auto (resample when the source has fewer "
-                      "shards than readers)")
+def check_resample(key: str, v) -> None:
+    if not (isinstance(v, bool) or v == "auto"):
+        raise ConfigError(
+            f"{key}={v!r}; valid choices: true, false, auto (resample when the source has fewer shards than readers)"
+        )
 
 
 def _caption_key(k):
     return k if isinstance(k, str) else [str(x) for x in k]
 
 
-LAION_KEYS = {"root", "train", "val", "test", "splits", "weight", "resample"}
+@dataclasses.dataclass
+class LaionConfig:
+    """data.laion: the LAION-Audio-630K folder layout `<root>/<dataset>/<split>/NNNNNN.tar`."""
+
+    root: str | None = None
+    train: list | None = None  # dataset folder names per stage
+    val: list | None = None
+    test: list | None = None
+    splits: dict | None = None  # stage -> split folder name; default train/valid/test
+    weight: Any = "size"  # training sources' mixing weight
+    resample: Any = "auto"
 
 
-def expand_laion(laion: Mapping | None) -> tuple[dict, dict, dict]:
-    """The LAION-Audio-630K folder layout `<root>/<dataset>/<split>/NNNNNN.tar`: naming a root and the
-    datasets per stage gives the sources; training sources are weighted by size unless told otherwise."""
-    if not laion or not laion.get("root"):
+def expand_laion(node: Mapping | None) -> tuple[dict, dict, dict]:
+    """Naming a root and the datasets per stage gives the sources; training sources are weighted by size
+    unless told otherwise."""
+    laion = vars(build(LaionConfig, node, "data.laion"))
+    check_resample("data.laion.resample", laion["resample"])
+    if not laion.get("root"):
         return {}, {}, {}
-    bad = set(laion) - LAION_KEYS
-    if bad:
-        raise ConfigError(f"data.laion: unknown key(s) {sorted(bad)}; valid keys: {sorted(LAION_KEYS)}")
     splits = {"train": "train", "val": "valid", "test": "test", **(laion.get("splits") or {})}
     out = []
     for stage in ("train", "val", "test"):
@@ -117,8 +156,7 @@ class _TrainLoader(DataLoader):
     def __init__(self, dataset: TrainStream, **kw):
         super().__init__(dataset, batch_size=None, **kw)
         self.n_slots = dataset.n_slots
-        self.state: dict = {"batches": 0, "slots": {}, "n_slots": self.n_slots,
-                            "world": dataset.world, "carry": {}}
+        self.state: dict = {"batches": 0, "slots": {}, "n_slots": self.n_slots, "world": dataset.world, "carry": {}}
 
     def __iter__(self):
         k0, spe = self.state["batches"], self.dataset.steps_per_epoch
@@ -143,8 +181,14 @@ class _TrainLoader(DataLoader):
         """Every rank's slot positions (a checkpoint is written by rank 0 but each rank reads its own
         shards, so each needs its own position back): gathered when running distributed."""
         ranks = gather_objects({str(k): v for k, v in self.state["slots"].items()}, "the loader positions")
-        return {"batches": self.state["batches"], "slots": ranks[0], "rank_slots": ranks,
-                "n_slots": self.n_slots, "world": self.dataset.world, "carry": self.state["carry"]}
+        return {
+            "batches": self.state["batches"],
+            "slots": ranks[0],
+            "rank_slots": ranks,
+            "n_slots": self.n_slots,
+            "world": self.dataset.world,
+            "carry": self.state["carry"],
+        }
 
     def load_state_dict(self, sd: dict) -> None:
         same = sd.get("n_slots") == self.n_slots and sd.get("world") == self.dataset.world
@@ -158,7 +202,9 @@ class _TrainLoader(DataLoader):
             f"resuming with {self.dataset.world} rank(s) x {self.n_slots} worker(s) where the checkpoint had "
             f"{sd.get('world')} x {sd.get('n_slots')}: the step count continues and the shards not yet read in "
             "the current pass are shared out among the new readers (none is read twice), but the data order "
-            "is not that of an uninterrupted run")
+            "is not that of an uninterrupted run",
+            stacklevel=2,
+        )
         self.state["slots"] = {}
         self.state["carry"] = self._carry_over(sd)
 
@@ -181,8 +227,15 @@ class _TrainLoader(DataLoader):
                     g = int(pos.get("group", 0))
                     begun = pos.get("emitted", 0) or pos.get("read", 0)
                     started[r * old_slots + int(v)] = (g + (1 if begun else 0)) * G
-            carry[src.name] = carry_over(src.shards, self.dataset.opts.seed, stable_id(src.name), old_world,
-                                         old_slots, started, (sd.get("carry") or {}).get(src.name))
+            carry[src.name] = carry_over(
+                src.shards,
+                self.dataset.opts.seed,
+                stable_id(src.name),
+                old_world,
+                old_slots,
+                started,
+                (sd.get("carry") or {}).get(src.name),
+            )
         return carry
 
     def skip_counts(self) -> dict[str, int]:
@@ -197,19 +250,44 @@ MP_CONTEXTS = ("auto", None, "fork", "spawn", "forkserver")
 
 
 class ClapDataModule(L.LightningDataModule):
-    def __init__(self, sources: Mapping | None = None, val_sources: Mapping | None = None,
-                 test_sources: Mapping | None = None, batch_size: int = 64, eval_batch_size: int = 64,
-                 num_workers: int = 2, steps_per_epoch: int | None = None, audio: Mapping | None = None,
-                 stream: Mapping | None = None, tag_templates: list[str] | None = None,
-                 train_shards: Any = None, val_shards: Any = None, test_shards: Any = None,
-                 pin_memory: bool | str = "auto", multiprocessing_context: str | None = "auto",
-                 prefetch_factor: int = 2, laion: Mapping | None = None, persistent_workers: bool | str = "auto"):
+    def __init__(
+        self,
+        sources: Mapping | None = None,
+        val_sources: Mapping | None = None,
+        test_sources: Mapping | None = None,
+        batch_size: int = 64,
+        eval_batch_size: int = 64,
+        num_workers: int = 2,
+        steps_per_epoch: int | None = None,
+        audio: Mapping | None = None,
+        stream: Mapping | None = None,
+        tag_templates: list[str] | None = None,
+        train_shards: Any = None,
+        val_shards: Any = None,
+        test_shards: Any = None,
+        pin_memory: bool | str = "auto",
+        multiprocessing_context: str | None = "auto",
+        prefetch_factor: int = 2,
+        laion: Mapping | None = None,
+        persistent_workers: bool | str = "auto",
+        synthetic: Mapping | None = None,
+    ):
         super().__init__()
+        # data=synthetic: the set `prepare_data` writes on first use (the top-level `synthetic` block)
+        self.synthetic = build(SyntheticSpec, synthetic, "synthetic") if synthetic else None
         lt, lv, ls = expand_laion(laion)
         # `data.train_shards=...` is shorthand for a one-source mixture
         self.cfg_sources = {"train": {"shards": train_shards}} if train_shards else _merge(lt, dict(sources or {}))
         self.cfg_val = {"val": {"shards": val_shards}} if val_shards else _merge(lv, dict(val_sources or {}))
         self.cfg_test = {"test": {"shards": test_shards}} if test_shards else _merge(ls, dict(test_sources or {}))
+        for what, sources in (
+            ("sources", self.cfg_sources),
+            ("val_sources", self.cfg_val),
+            ("test_sources", self.cfg_test),
+        ):
+            for name, node in sources.items():
+                if node is not None:
+                    check_source(node, f"data.{what}.{name}")
         self.batch_size = check_number("data.batch_size", batch_size, int, 1)
         self.eval_batch_size = check_number("data.eval_batch_size", eval_batch_size, int, 1)
         self.num_workers = check_number("data.num_workers", num_workers, int, 0, 256)
@@ -221,12 +299,17 @@ class ClapDataModule(L.LightningDataModule):
             if not isinstance(v, bool) and v != "auto":
                 raise ConfigError(f"data.{key}={v!r}; valid choices: true, false, auto (on for GPU runs)")
         if multiprocessing_context not in MP_CONTEXTS:
-            raise ConfigError(f"data.multiprocessing_context={multiprocessing_context!r}; valid choices: "
-                              f"{', '.join(str(c) for c in MP_CONTEXTS)} (auto: forkserver on GPU)")
+            raise ConfigError(
+                f"data.multiprocessing_context={multiprocessing_context!r}; valid choices: "
+                f"{', '.join(str(c) for c in MP_CONTEXTS)} (auto: forkserver on GPU)"
+            )
         if isinstance(prefetch_factor, bool) or not isinstance(prefetch_factor, int) or prefetch_factor < 1:
             raise ConfigError(f"data.prefetch_factor={prefetch_factor!r}: must be a whole number >= 1")
-        self.loader_opts = {"pin_memory": pin_memory, "multiprocessing_context": multiprocessing_context,
-                            "persistent_workers": persistent_workers}
+        self.loader_opts = {
+            "pin_memory": pin_memory,
+            "multiprocessing_context": multiprocessing_context,
+            "persistent_workers": persistent_workers,
+        }
         self.prefetch_factor = prefetch_factor
         self.resolve_loader_opts(gpu=False)
         self.tokenize: Tokenize | None = None
@@ -238,7 +321,13 @@ class ClapDataModule(L.LightningDataModule):
         self.eval_sources: dict[str, list[str]] = {}
 
     # --- wiring -------------------------------------------------------------------------------------
-    def bind(self, tokenize: Tokenize) -> "ClapDataModule":
+    def prepare_data(self) -> None:
+        """Write the synthetic set unless a complete copy is there (every rank may call it: one writes, the
+        others wait on its lock). run.py calls it before the start-up checks that read the shards."""
+        if self.synthetic is not None and self.synthetic.enabled:
+            ensure_synthetic(self.synthetic, log=log.info)
+
+    def bind(self, tokenize: Tokenize) -> ClapDataModule:
         """The text tower's tokenizer runs inside the loader workers (data/ never imports models)."""
         self.tokenize = tokenize
         return self
@@ -296,11 +385,18 @@ class ClapDataModule(L.LightningDataModule):
         # Our streams seed themselves; a private generator keeps DataLoader from drawing its worker base
         # seed from the global torch RNG, so creating loaders (e.g. for validation) never shifts the
         # training RNG (dropout, SpecAugment) and a resume at any step replays it exactly.
-        kw: dict[str, Any] = {"num_workers": workers, "pin_memory": self.pin_memory,
-                              "generator": torch.Generator().manual_seed(int(self.opts.seed))}
+        kw: dict[str, Any] = {
+            "num_workers": workers,
+            "pin_memory": self.pin_memory,
+            "generator": torch.Generator().manual_seed(int(self.opts.seed)),
+        }
         if workers:
-            kw.update(worker_init_fn=worker_init, prefetch_factor=self.prefetch_factor,
-                      multiprocessing_context=self.mp_context, persistent_workers=self.persistent_workers)
+            kw.update(
+                worker_init_fn=worker_init,
+                prefetch_factor=self.prefetch_factor,
+                multiprocessing_context=self.mp_context,
+                persistent_workers=self.persistent_workers,
+            )
         return kw
 
     def check_sources(self, specs: list[SourceSpec], what: str) -> None:
@@ -313,7 +409,8 @@ class ClapDataModule(L.LightningDataModule):
                 raise ConfigError(
                     f"data.sources.{s.name}: {len(s.shards)} shard(s) for {self.world} rank(s) x "
                     f"{max(1, self.num_workers)} worker(s) = {readers} readers; use fewer workers, more shards "
-                    f"or data.sources.{s.name}.resample=true")
+                    f"or data.sources.{s.name}.resample=true"
+                )
             if s.weight > 0:
                 try:
                     probe_source(s.name, s.shards, s.caption_key, s.tag_templates, what=what)
@@ -339,7 +436,8 @@ class ClapDataModule(L.LightningDataModule):
                 f"data.num_workers={self.num_workers} x data.prefetch_factor={self.prefetch_factor} batches of "
                 f"{batch} clips of {seconds:g} s ({a.transport}) x {ranks} rank(s) on this node. Lower "
                 "data.num_workers or data.prefetch_factor, keep data.audio.transport=int16, or give the "
-                "container more shared memory (docker run --shm-size=16g)")
+                "container more shared memory (docker run --shm-size=16g)"
+            )
 
     def resolve_resample(self, specs: list[SourceSpec]) -> list[SourceSpec]:
         """`resample: auto`: shards drawn with replacement where a source has fewer shards than readers
@@ -350,8 +448,12 @@ class ClapDataModule(L.LightningDataModule):
             if s.resample == "auto":
                 s = dataclasses.replace(s, resample=len(s.shards) < readers)
                 if s.resample:
-                    log.info("data.sources.%s: %d shard(s) for %d readers: shards drawn with replacement",
-                             s.name, len(s.shards), readers)
+                    log.info(
+                        "data.sources.%s: %d shard(s) for %d readers: shards drawn with replacement",
+                        s.name,
+                        len(s.shards),
+                        readers,
+                    )
             out.append(s)
         return out
 
@@ -359,9 +461,17 @@ class ClapDataModule(L.LightningDataModule):
         specs = self.resolve_resample(self.train_specs())
         self.check_sources(specs, "sources")
         self.check_shared_memory()
-        ds = TrainStream(specs, self.audio, self.opts, self.per_rank_batch(self.world),
-                         self.resolve_steps_per_epoch(), self.rank, self.world, max(1, self.num_workers),
-                         self.tokenize)
+        ds = TrainStream(
+            specs,
+            self.audio,
+            self.opts,
+            self.per_rank_batch(self.world),
+            self.resolve_steps_per_epoch(),
+            self.rank,
+            self.world,
+            max(1, self.num_workers),
+            self.tokenize,
+        )
         self._train_loader = _TrainLoader(ds, **self._loader_kw(self.num_workers))
         return self._train_loader
 
@@ -372,7 +482,7 @@ class ClapDataModule(L.LightningDataModule):
         self.eval_sources[stage] = [s.name for s in specs]
         for spec in specs:
             ds = EvalStream(spec, self.audio, self.opts, self.eval_batch_size, self.rank, self.world, self.tokenize)
-            workers = min(self.num_workers, max(1, len(spec.shards[self.rank::self.world])))
+            workers = min(self.num_workers, max(1, len(spec.shards[self.rank :: self.world])))
             loaders.append(DataLoader(ds, batch_size=None, **self._loader_kw(workers)))
         return loaders
 

@@ -8,8 +8,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from clap_train.data.collate import Tokenize, collate_eval, collate_train
 from clap_train.data.decode import AudioSpec
 from clap_train.data.skips import BadSample, SkipCounter
-from clap_train.data.stream import (MixtureStream, SourceSpec, SourceStream, StreamOpts, decode_sample,
-                                    read_shard)
+from clap_train.data.stream import MixtureStream, SourceSpec, SourceStream, StreamOpts, decode_sample, read_shard
 
 
 class TrainStream(IterableDataset):
@@ -21,8 +20,18 @@ class TrainStream(IterableDataset):
     right after it, which the DataModule records when the batch is actually trained on.
     """
 
-    def __init__(self, sources: list[SourceSpec], audio: AudioSpec, opts: StreamOpts, batch_size: int,
-                 steps_per_epoch: int, rank: int, world: int, n_slots: int, tokenize: Tokenize):
+    def __init__(
+        self,
+        sources: list[SourceSpec],
+        audio: AudioSpec,
+        opts: StreamOpts,
+        batch_size: int,
+        steps_per_epoch: int,
+        rank: int,
+        world: int,
+        n_slots: int,
+        tokenize: Tokenize,
+    ):
         self.sources = [s for s in sources if s.weight > 0]
         self.audio, self.opts, self.batch_size = audio, opts, batch_size
         self.steps_per_epoch, self.rank, self.world, self.n_slots = steps_per_epoch, rank, world, n_slots
@@ -37,10 +46,24 @@ class TrainStream(IterableDataset):
         skips = SkipCounter()
         skips.load(state.get("skips"))
         carry = self.start.get("carry") or {}
-        streams = [SourceStream(s, self.audio, self.opts, self.rank, self.world, v, self.n_slots, skips,
-                                state.get("sources", {}).get(s.name), carry.get(s.name)) for s in self.sources]
-        mix = MixtureStream(streams, [s.weight for s in self.sources], self.opts.seed,
-                            streams[0].gslot, state.get("mix", 0))
+        streams = [
+            SourceStream(
+                s,
+                self.audio,
+                self.opts,
+                self.rank,
+                self.world,
+                v,
+                self.n_slots,
+                skips,
+                state.get("sources", {}).get(s.name),
+                carry.get(s.name),
+            )
+            for s in self.sources
+        ]
+        mix = MixtureStream(
+            streams, [s.weight for s in self.sources], self.opts.seed, streams[0].gslot, state.get("mix", 0)
+        )
         return mix, streams, skips
 
     def __iter__(self):
@@ -67,8 +90,16 @@ class TrainStream(IterableDataset):
 class EvalStream(IterableDataset):
     """Every sample of an eval source once: shards split by rank, then by worker; deterministic crops."""
 
-    def __init__(self, source: SourceSpec, audio: AudioSpec, opts: StreamOpts, batch_size: int,
-                 rank: int, world: int, tokenize: Tokenize):
+    def __init__(
+        self,
+        source: SourceSpec,
+        audio: AudioSpec,
+        opts: StreamOpts,
+        batch_size: int,
+        rank: int,
+        world: int,
+        tokenize: Tokenize,
+    ):
         self.source, self.audio, self.opts, self.batch_size = source, audio, opts, batch_size
         self.rank, self.world, self.tokenize = rank, world, tokenize
         self.skips = SkipCounter()
@@ -76,7 +107,7 @@ class EvalStream(IterableDataset):
     def __iter__(self):
         info = get_worker_info()
         w, n_workers = (info.id, info.num_workers) if info else (0, 1)
-        mine = self.source.shards[self.rank::self.world][w::n_workers]
+        mine = self.source.shards[self.rank :: self.world][w::n_workers]
         buf: list[dict] = []
         for url in mine:
             for raw in read_shard(url, self.skips, self.opts.max_member_bytes):

@@ -18,7 +18,6 @@ from clap_train.data.crop import CROPS, PADS, choose_window, fit_length
 from clap_train.data.skips import BadSample
 from clap_train.data.tar_reader import AUDIO_EXTS
 
-
 # int16 halves the bytes every batch costs in workers' shared memory and pinned buffers; it is the
 # quantisation LAION's loader applies to every clip (float -> int16 -> float), converted back on the device
 TRANSPORTS = ("int16", "float32")
@@ -26,16 +25,16 @@ TRANSPORTS = ("int16", "float32")
 
 @dataclass
 class AudioSpec:
-    sample_rate: int = 48000          # the model's rate; files at other rates are resampled
-    clip_seconds: float = 10.0        # the crop length the model sees
-    train_crop: str = "rand_trunc"    # rand_trunc | start | center
-    eval_crop: str = "start"          # deterministic crop at evaluation
-    pad: str = "repeatpad"            # repeatpad | repeat | pad
-    max_seconds: float = 3600.0       # longer files are skipped before decoding (bounded memory)
+    sample_rate: int = 48000  # the model's rate; files at other rates are resampled
+    clip_seconds: float = 10.0  # the crop length the model sees
+    train_crop: str = "rand_trunc"  # rand_trunc | start | center
+    eval_crop: str = "start"  # deterministic crop at evaluation
+    pad: str = "repeatpad"  # repeatpad | repeat | pad
+    max_seconds: float = 3600.0  # longer files are skipped before decoding (bounded memory)
     max_channels: int = 2
-    fusion: bool = False              # keep clips longer than clip_seconds whole (fusion models) ...
+    fusion: bool = False  # keep clips longer than clip_seconds whole (fusion models) ...
     fusion_max_seconds: float = 60.0  # ... up to this many seconds (a crop window beyond that)
-    transport: str = "int16"          # int16 | float32: how clips travel from workers to the device
+    transport: str = "int16"  # int16 | float32: how clips travel from workers to the device
 
     def __post_init__(self):
         k = "data.audio."
@@ -62,8 +61,16 @@ def find_audio(sample: dict) -> tuple[str, bytes]:
 
 
 # container formats libsndfile reports, by member extension
-FORMATS = {"flac": {"FLAC"}, "wav": {"WAV", "WAVEX", "RF64", "W64"}, "ogg": {"OGG"}, "opus": {"OGG"},
-           "mp3": {"MP3", "MPEG"}, "aiff": {"AIFF"}, "aif": {"AIFF"}, "au": {"AU"}}
+FORMATS = {
+    "flac": {"FLAC"},
+    "wav": {"WAV", "WAVEX", "RF64", "W64"},
+    "ogg": {"OGG"},
+    "opus": {"OGG"},
+    "mp3": {"MP3", "MPEG"},
+    "aiff": {"AIFF"},
+    "aif": {"AIFF"},
+    "au": {"AU"},
+}
 
 
 def open_audio(data: bytes, spec: AudioSpec, ext: str | None = None) -> sf.SoundFile:
@@ -77,8 +84,15 @@ def open_audio(data: bytes, spec: AudioSpec, ext: str | None = None) -> sf.Sound
         f.close()
         raise BadSample("mislabeled_audio", f".{ext} member holds {f.format}")
     sr, ch, n = f.samplerate, f.channels, f.frames
-    reason = ("empty_audio" if sr <= 0 or n <= 0 else "too_many_channels" if ch > spec.max_channels
-              else "too_long" if n / sr > spec.max_seconds else None)
+    reason = (
+        "empty_audio"
+        if sr <= 0 or n <= 0
+        else "too_many_channels"
+        if ch > spec.max_channels
+        else "too_long"
+        if n / sr > spec.max_seconds
+        else None
+    )
     if reason:
         f.close()
         raise BadSample(reason, f"{ch} channels, {n} frames at {sr} Hz")
@@ -106,8 +120,7 @@ def read_checked(f: sf.SoundFile, start: int, frames: int) -> np.ndarray:
     return x
 
 
-def decode_audio(data: bytes, spec: AudioSpec, crop: str, rng: np.random.Generator | None,
-                 ext: str | None = None):
+def decode_audio(data: bytes, spec: AudioSpec, crop: str, rng: np.random.Generator | None, ext: str | None = None):
     """Decode only the crop window (seeking in the file), mix to mono, resample, pad.
 
     Returns (waveform float32 [clip_samples], true length in model samples before padding, longer flag);
@@ -127,8 +140,9 @@ def decode_audio(data: bytes, spec: AudioSpec, crop: str, rng: np.random.Generat
     return fit_length(x, spec.clip_samples, spec.pad), true_len, longer
 
 
-def decode_captions(sample: dict, caption_key: str | list[str] = "text", tag_key: str = "tag",
-                    tag_templates: list[str] | None = None) -> tuple[list[str], list[str]]:
+def decode_captions(
+    sample: dict, caption_key: str | list[str] = "text", tag_key: str = "tag", tag_templates: list[str] | None = None
+) -> tuple[list[str], list[str]]:
     """Captions (all of them) and tags from the JSON member (or a .txt member).
 
     `caption_key` may be a list (e.g. `[text, text_augment_t5]`): the captions under all of those keys

@@ -22,10 +22,9 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from clap_train.data.audio_files import AudioItem, ReadSpec, list_audio, read_audio_file
-from clap_train.prompts import DEFAULT_TEMPLATES, class_phrase
 from clap_train.data.skips import BadSample
 from clap_train.data.writer import ShardWriter, check_codec, encode_audio, encode_json
-
+from clap_train.prompts import DEFAULT_TEMPLATES, class_phrase
 
 
 @dataclass
@@ -35,11 +34,11 @@ class MakeShardsSpec:
     seed: int = 0
     templates: tuple[str, ...] = DEFAULT_TEMPLATES  # captions for labelled files without their own
     shard_size: int = 512
-    workers: int = 0                                 # 0: as many as cores
+    workers: int = 0  # 0: as many as cores
     min_seconds: float = 0.1
     max_seconds: float = 3600.0
-    classes_from_dirs: bool = True                   # folder input: sub-folders are classes
-    codec: str = "flac"                              # writer.CODECS: flac (LAION's), pcm16 (cheap to decode), ...
+    classes_from_dirs: bool = True  # folder input: sub-folders are classes
+    codec: str = "flac"  # writer.CODECS: flac (LAION's), pcm16 (cheap to decode), ...
 
 
 def assign_splits(items: list[AudioItem], fractions: dict[str, float], seed: int) -> list[str]:
@@ -85,9 +84,17 @@ def _encode(job: tuple[AudioItem, ReadSpec, tuple[str, ...], str]):
     if peak > 1.0:  # float sources (or resampling overshoot) above full scale: scaled, not clipped
         x = x / peak
         notes.append("rescaled")
-    meta = {"text": captions, "tag": [class_phrase(lb) for lb in item.labels],  # as classes.json names them
-            "original_data": {"path": item.rel, "sample_rate": info.sample_rate, "channels": info.channels,
-                              "seconds": round(info.seconds, 4), "format": info.format}}
+    meta = {
+        "text": captions,
+        "tag": [class_phrase(lb) for lb in item.labels],  # as classes.json names them
+        "original_data": {
+            "path": item.rel,
+            "sample_rate": info.sample_rate,
+            "channels": info.channels,
+            "seconds": round(info.seconds, 4),
+            "format": info.format,
+        },
+    }
     return (*encode_audio(x, spec.sample_rate, codec), encode_json(meta)), notes
 
 
@@ -131,11 +138,18 @@ def make_shards(src: str, out_dir: str, spec: MakeShardsSpec | None = None, prog
     classes = listing.classes or sorted({lb for it in items for lb in it.labels})
     with open(os.path.join(out_dir, "classes.json"), "w") as f:
         json.dump([class_phrase(c) for c in classes], f, indent=1)
-    report = {"input": src, "settings": {k: v for k, v in asdict(spec).items() if k != "workers"},
-              "files": len(items), "written": dict(sorted(written.items())),
-              "skipped": len(skipped), "skipped_by_reason": dict(sorted(Counter(s["reason"] for s in skipped).items())),
-              "notes": dict(sorted(notes.items())), "ignored_not_audio": listing.ignored,
-              "skipped_files": skipped, "classes": [class_phrase(c) for c in classes]}
+    report = {
+        "input": src,
+        "settings": {k: v for k, v in asdict(spec).items() if k != "workers"},
+        "files": len(items),
+        "written": dict(sorted(written.items())),
+        "skipped": len(skipped),
+        "skipped_by_reason": dict(sorted(Counter(s["reason"] for s in skipped).items())),
+        "notes": dict(sorted(notes.items())),
+        "ignored_not_audio": listing.ignored,
+        "skipped_files": skipped,
+        "classes": [class_phrase(c) for c in classes],
+    }
     with open(os.path.join(out_dir, "report.json"), "w") as f:
         json.dump(report, f, indent=1, sort_keys=True)
     return report
@@ -153,8 +167,10 @@ def find_classes_file(shards: list[str]) -> str | None:
 
 
 def format_report(rep: dict) -> str:
-    lines = [f"{rep['files']} audio files: {sum(rep['written'].values())} written "
-             f"({', '.join(f'{k} {v}' for k, v in rep['written'].items()) or 'none'}), {rep['skipped']} skipped"]
+    lines = [
+        f"{rep['files']} audio files: {sum(rep['written'].values())} written "
+        f"({', '.join(f'{k} {v}' for k, v in rep['written'].items()) or 'none'}), {rep['skipped']} skipped"
+    ]
     for reason, n in rep["skipped_by_reason"].items():
         ex = next(s for s in rep["skipped_files"] if s["reason"] == reason)
         lines.append(f"  skipped {n:6d} {reason:18s} e.g. {ex['path']} {ex['detail']}".rstrip())
@@ -163,6 +179,8 @@ def format_report(rep: dict) -> str:
     if rep["ignored_not_audio"]:
         lines.append(f"  ignored {len(rep['ignored_not_audio'])} non-audio file(s), e.g. {rep['ignored_not_audio'][0]}")
     if rep["classes"]:
-        lines.append(f"  {len(rep['classes'])} classes: {', '.join(rep['classes'][:12])}"
-                     + (" ..." if len(rep["classes"]) > 12 else ""))
+        lines.append(
+            f"  {len(rep['classes'])} classes: {', '.join(rep['classes'][:12])}"
+            + (" ..." if len(rep["classes"]) > 12 else "")
+        )
     return "\n".join(lines)

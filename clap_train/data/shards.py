@@ -11,9 +11,9 @@ import zlib
 from typing import IO
 
 import braceexpand
-import numpy as np
 
 from clap_train.atomic import write_atomic
+from clap_train.rng import Domain, rng_for
 
 log = logging.getLogger("clap_train.data")
 
@@ -117,11 +117,6 @@ def stable_id(name: str) -> int:
     return zlib.crc32(name.encode()) & 0x7FFFFFFF
 
 
-def rng_for(*parts: int) -> np.random.Generator:
-    """Every random choice derives from explicit integers (seed, source, rank, slot, position...)."""
-    return np.random.default_rng([int(p) & 0xFFFFFFFF for p in parts])
-
-
 class ShardPlan:
     """The infinite sequence of shards one slot (rank, virtual worker) reads from one source.
 
@@ -129,8 +124,18 @@ class ShardPlan:
     read once per pass overall. With resampling each slot draws shards with replacement.
     """
 
-    def __init__(self, shards: list[str], seed: int, source_id: int, rank: int, world: int,
-                 slot: int, n_slots: int, resample: bool, carry: dict | None = None):
+    def __init__(
+        self,
+        shards: list[str],
+        seed: int,
+        source_id: int,
+        rank: int,
+        world: int,
+        slot: int,
+        n_slots: int,
+        resample: bool,
+        carry: dict | None = None,
+    ):
         if not shards:
             raise ValueError("empty shard list")
         self.shards, self.seed, self.source_id = shards, seed, source_id
@@ -140,23 +145,24 @@ class ShardPlan:
         if not resample and len(shards) < self.n_total:
             raise ValueError(
                 f"{len(shards)} shard(s) for {world} rank(s) x {n_slots} worker(s) = {self.n_total} readers: "
-                "each reader needs at least one shard; use fewer workers, more shards or resample=true")
+                "each reader needs at least one shard; use fewer workers, more shards or resample=true"
+            )
         self._pass_cache: tuple[int, list[str]] | None = None
         # After a resume onto another allocation: the rest of pass `carry["pass"]`, split over the new
         # readers, comes first (see carry_over); then the regular passes from the next one.
         carry = None if resample else carry
         self.carry_pass = int(carry["pass"]) if carry else -1
-        self.prefix = list(carry["remaining"])[self.gslot::self.n_total] if carry else []
+        self.prefix = list(carry["remaining"])[self.gslot :: self.n_total] if carry else []
 
     def _pass(self, p: int) -> list[str]:
         if self._pass_cache is None or self._pass_cache[0] != p:
-            perm = rng_for(self.seed, self.source_id, p, 1).permutation(len(self.shards))
-            self._pass_cache = (p, [self.shards[j] for j in perm[self.gslot::self.n_total]])
+            perm = rng_for(self.seed, Domain.SHARD_ORDER, self.source_id, p).permutation(len(self.shards))
+            self._pass_cache = (p, [self.shards[j] for j in perm[self.gslot :: self.n_total]])
         return self._pass_cache[1]
 
     def shard(self, i: int) -> str:
         if self.resample:
-            j = rng_for(self.seed, self.source_id, self.gslot, i, 2).integers(len(self.shards))
+            j = rng_for(self.seed, Domain.SHARD_DRAW, self.source_id, self.gslot, i).integers(len(self.shards))
             return self.shards[j]
         p, j = self.locate(i)
         return self.prefix[j] if p == self.carry_pass else self._pass(p)[j]
@@ -171,19 +177,28 @@ class ShardPlan:
 
     def pass_shards(self, p: int) -> list[str]:
         """Every shard of pass p (all readers), in the pass's order."""
-        perm = rng_for(self.seed, self.source_id, p, 1).permutation(len(self.shards))
+        perm = rng_for(self.seed, Domain.SHARD_ORDER, self.source_id, p).permutation(len(self.shards))
         return [self.shards[j] for j in perm]
 
 
-def carry_over(shards: list[str], seed: int, source_id: int, old_world: int, old_slots: int,
-               started: dict[int, int], old_carry: dict | None) -> dict:
+def carry_over(
+    shards: list[str],
+    seed: int,
+    source_id: int,
+    old_world: int,
+    old_slots: int,
+    started: dict[int, int],
+    old_carry: dict | None,
+) -> dict:
     """Resuming on another number of readers: which shards of the current pass are still unread.
 
     `started[g]` = shards reader g (rank x slots + slot) of the old allocation had begun reading. Shards
     a reader had begun count as read (the rest of a half-read shard is given up, never repeated). The
     new readers share out the remaining shards of the furthest pass any old reader had reached."""
-    plans = {g: ShardPlan(shards, seed, source_id, g // old_slots, old_world, g % old_slots, old_slots, False,
-                          old_carry) for g in range(old_world * old_slots)}
+    plans = {
+        g: ShardPlan(shards, seed, source_id, g // old_slots, old_world, g % old_slots, old_slots, False, old_carry)
+        for g in range(old_world * old_slots)
+    }
     p_star = max(plans[g].locate(started.get(g, 0))[0] for g in plans)
     read = {plans[g].shard(i) for g in plans for i in range(started.get(g, 0)) if plans[g].locate(i)[0] == p_star}
     ref = next(iter(plans.values()))

@@ -11,15 +11,16 @@ so they replay exactly too. Sources are mixed per sample by weight with a positi
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Iterator
 
 import numpy as np
 
 from clap_train.data.decode import AudioSpec, decode_audio, decode_captions, find_audio
-from clap_train.data.shards import ShardPlan, TransientReadError, open_shard, rng_for, stable_id
+from clap_train.data.shards import ShardPlan, TransientReadError, open_shard, stable_id
 from clap_train.data.skips import BadSample, SkipCounter
 from clap_train.data.tar_reader import DEFAULT_EXTS, iter_tar_samples
+from clap_train.rng import Domain, rng_for
 
 log = logging.getLogger("clap_train.data")
 
@@ -34,7 +35,7 @@ class SourceSpec:
     caption_key: str | list[str] = "text"
     tag_key: str = "tag"
     tag_templates: list[str] = field(default_factory=list)
-    resample: bool | str = False    # "auto" until the datamodule knows the readers
+    resample: bool | str = False  # "auto" until the datamodule knows the readers
 
 
 @dataclass
@@ -45,7 +46,7 @@ class StreamOpts:
     buffer_bytes: int = 256 << 20
     max_member_bytes: int = 64 << 20
     max_consecutive_bad: int = 1000
-    max_bad_fraction: float = 0.5    # of a slot's samples, checked once `min_samples_for_fraction` were read
+    max_bad_fraction: float = 0.5  # of a slot's samples, checked once `min_samples_for_fraction` were read
     min_samples_for_fraction: int = 500
 
 
@@ -66,13 +67,11 @@ def read_shard(url: str, skips: SkipCounter, max_member_bytes: int) -> Iterator[
         yield from iter_tar_samples(f, url, skips, DEFAULT_EXTS, max_member_bytes)
 
 
-def decode_sample(raw: dict, src: SourceSpec, audio: AudioSpec, train: bool,
-                  rng: np.random.Generator | None) -> dict:
+def decode_sample(raw: dict, src: SourceSpec, audio: AudioSpec, train: bool, rng: np.random.Generator | None) -> dict:
     ext, data = find_audio(raw)
     captions, tags = decode_captions(raw, src.caption_key, src.tag_key, src.tag_templates or None)
     wav, n, longer = decode_audio(data, audio, audio.train_crop if train else audio.eval_crop, rng, ext)
-    out = {"audio": wav, "audio_len": n, "longer": longer, "key": raw["__key__"], "tags": tags,
-           "source": src.name}
+    out = {"audio": wav, "audio_len": n, "longer": longer, "key": raw["__key__"], "tags": tags, "source": src.name}
     if train:
         out["caption"] = captions[int(rng.integers(len(captions)))]
     else:
@@ -83,9 +82,19 @@ def decode_sample(raw: dict, src: SourceSpec, audio: AudioSpec, train: bool,
 class SourceStream:
     """Decoded training samples of one source for one slot, restartable from `state()`."""
 
-    def __init__(self, src: SourceSpec, audio: AudioSpec, opts: StreamOpts, rank: int, world: int,
-                 slot: int, n_slots: int, skips: SkipCounter, state: dict | None = None,
-                 carry: dict | None = None):
+    def __init__(
+        self,
+        src: SourceSpec,
+        audio: AudioSpec,
+        opts: StreamOpts,
+        rank: int,
+        world: int,
+        slot: int,
+        n_slots: int,
+        skips: SkipCounter,
+        state: dict | None = None,
+        carry: dict | None = None,
+    ):
         self.src, self.audio, self.opts, self.skips = src, audio, opts, skips
         self.sid = stable_id(src.name)
         self.plan = ShardPlan(src.shards, opts.seed, self.sid, rank, world, slot, n_slots, src.resample, carry)
@@ -99,7 +108,7 @@ class SourceStream:
 
     def _raw_group(self, g: int, mute_reads: int) -> Iterator[dict]:
         """Raw samples of group g in shuffled order; tar-level skips are muted for the first reads."""
-        rng = rng_for(self.opts.seed, self.sid, self.gslot, g, 3)
+        rng = rng_for(self.opts.seed, Domain.SHUFFLE, self.sid, self.gslot, g)
         buf: list[dict] = []
         nbytes = 0
         read = 0
@@ -134,7 +143,8 @@ class SourceStream:
         if n >= self.opts.min_samples_for_fraction and bad > self.opts.max_bad_fraction * n:
             raise RuntimeError(
                 f"source {self.src.name!r}: {bad} of the last {n} samples were unusable (more than "
-                f"data.stream.max_bad_fraction={self.opts.max_bad_fraction}); skips: {dict(self.skips.counts)}")
+                f"data.stream.max_bad_fraction={self.opts.max_bad_fraction}); skips: {dict(self.skips.counts)}"
+            )
 
     def _samples(self) -> Iterator[dict]:
         bad_run, empty_groups, good, bad = 0, 0, 0, 0
@@ -146,7 +156,7 @@ class SourceStream:
                 if idx < skip_n:  # fast-forward after a resume: no decoding
                     continue
                 self.emitted, self.read = idx + 1, raw["__read__"]
-                rng = rng_for(self.opts.seed, self.sid, self.gslot, g, idx, 4)
+                rng = rng_for(self.opts.seed, Domain.SAMPLE, self.sid, self.gslot, g, idx)
                 try:
                     if raw.get("__dup__"):
                         raise BadSample("duplicate_key")
@@ -160,7 +170,8 @@ class SourceStream:
                         raise RuntimeError(
                             f"source {self.src.name!r}: the last {bad_run} samples were all unusable "
                             f"(skips so far: {dict(self.skips.counts)}); check data.sources.{self.src.name} "
-                            "(shards, caption_key) and the audio files") from None
+                            "(shards, caption_key) and the audio files"
+                        ) from None
                     continue
                 bad_run = 0
                 good += 1
@@ -171,7 +182,8 @@ class SourceStream:
             if empty_groups >= max(8, len(self.src.shards)):
                 raise RuntimeError(
                     f"source {self.src.name!r}: {empty_groups} shard groups in a row held no readable sample "
-                    f"(skips: {dict(self.skips.counts)})")
+                    f"(skips: {dict(self.skips.counts)})"
+                )
             self.group, self.emitted, self.read = g + 1, 0, 0
 
     def __next__(self) -> dict:
@@ -191,7 +203,7 @@ class MixtureStream:
         if len(self.streams) == 1:
             j = 0
         else:
-            u = rng_for(self.seed, 5, self.gslot, self.m).random()
+            u = rng_for(self.seed, Domain.MIXTURE, self.gslot, self.m).random()
             j = min(int(np.searchsorted(self.cdf, u, side="right")), len(self.streams) - 1)
         self.m += 1
         return next(self.streams[j])

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import posixpath
 import tarfile
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 from clap_train.data.skips import SkipCounter
 

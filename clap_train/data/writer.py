@@ -1,7 +1,8 @@
 """Writing webdataset shards in the LAION-Audio-630K layout, byte-for-byte reproducibly.
 
-`NNNNNN.tar` files holding `<key>.flac` (or another codec's member) + `<key>.json`, and a `sizes.json` (shard name -> sample count)
-beside them. Tar headers carry no time, user or group, so the same input gives identical bytes.
+`NNNNNN.tar` files holding `<key>.flac` (or another codec's member) + `<key>.json`, and a `sizes.json`
+(shard name -> sample count) beside them. Tar headers carry no time, user or group, so the same input gives
+identical bytes.
 """
 
 from __future__ import annotations
@@ -16,12 +17,15 @@ import soundfile as sf
 
 from clap_train.atomic import atomic_path, write_atomic
 
-
 # codec -> (member extension, libsndfile container, subtype). FLAC is LAION's; 16-bit WAV decodes ~6x
 # cheaper for 1.3-2x FLAC's bytes (docs/PERFORMANCE.md, "Data feed"); the lossy three are ~5x smaller.
-CODECS = {"flac": ("flac", "FLAC", "PCM_16"), "pcm16": ("wav", "WAV", "PCM_16"),
-          "vorbis": ("ogg", "OGG", "VORBIS"), "opus": ("opus", "OGG", "OPUS"),
-          "mp3": ("mp3", "MP3", "MPEG_LAYER_III")}
+CODECS = {
+    "flac": ("flac", "FLAC", "PCM_16"),
+    "pcm16": ("wav", "WAV", "PCM_16"),
+    "vorbis": ("ogg", "OGG", "VORBIS"),
+    "opus": ("opus", "OGG", "OPUS"),
+    "mp3": ("mp3", "MP3", "MPEG_LAYER_III"),
+}
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)  # the only rates Opus encodes
 
 
@@ -74,7 +78,8 @@ class ShardWriter:
         self._name = f"{self.index:06d}.tar"
         self.index += 1
         self._commit = atomic_path(os.path.join(self.out_dir, self._name))  # a shard appears whole or not at all
-        self._tar = tarfile.open(self._commit.__enter__(), "w", format=tarfile.USTAR_FORMAT)
+        # closed by _close_shard, which commits the shard: it spans write() calls, so no `with` block
+        self._tar = tarfile.open(self._commit.__enter__(), "w", format=tarfile.USTAR_FORMAT)  # noqa: SIM115
         self._count = 0
 
     def _close_shard(self):

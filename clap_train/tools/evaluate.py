@@ -7,8 +7,8 @@ import json
 import os
 
 from clap_train.data.shards import expand_shards
-from clap_train.eval.retrieval import paired_similarity, retrieval_metrics
-from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
+from clap_train.eval.metrics import source_metrics
+from clap_train.eval.retrieval import paired_similarity
 from clap_train.inference import Progress, embed_shards, no_progress
 from clap_train.model import CLAP
 from clap_train.plots import similarity_heatmap, zeroshot_confusion_png
@@ -31,14 +31,10 @@ def run_evaluate(
         raise ValueError(f"no shards found at {shards!r}")
     templates = templates or list(DEFAULT_TEMPLATES)
     e = embed_shards(model, urls, caption_key, tag_templates, batch_size, progress)
-    metrics = retrieval_metrics(e["audio"], e["text"], e["owner"])
-    metrics.update(n_clips=float(len(e["keys"])), n_captions=float(len(e["owner"])))
+    protos = model.class_embeddings(classes, templates).float().cpu() if classes else None
+    metrics, labels = source_metrics(e["audio"], e["text"], e["owner"], e["tags"], classes, protos)
     result = {"shards": len(urls), "metrics": metrics, "skipped": e["skips"], "classes": classes or []}
-    labels = protos = None
     if classes:
-        protos = model.class_embeddings(classes, templates).float().cpu()
-        labels = labels_from_tags(e["tags"], classes)
-        metrics.update(zeroshot_metrics(e["audio"], protos, labels))
         result["unlabelled_clips"] = int((labels < 0).sum())
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)

@@ -14,7 +14,9 @@ SR = 16000
 def tone(seconds=0.3, sr=SR, seed=0):
     rng = np.random.default_rng(seed)
     t = np.arange(int(seconds * sr)) / sr
-    return (0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+    return (0.3 * np.sin(2 * np.pi * rng.uniform(200, 2000) * t) + 0.01 * rng.standard_normal(len(t))).astype(
+        np.float32
+    )
 
 
 def wav_bytes(x, sr=SR, subtype="PCM_16"):

@@ -12,12 +12,21 @@ from clap_train.data.synthetic import make_clip
 
 CLASSES = ("bell", "whistle", "buzzer", "drum")
 # (extension, soundfile format, subtype, sample rate, channels)
-FORMATS = [("wav", "WAV", "PCM_16", 16000, 2), ("flac", "FLAC", "PCM_24", 44100, 1),
-           ("ogg", "OGG", "VORBIS", 22050, 1), ("mp3", "MP3", None, 32000, 2),
-           ("aiff", "AIFF", "PCM_16", 8000, 3), ("wav", "WAV", "FLOAT", 48000, 1)]
+FORMATS = [
+    ("wav", "WAV", "PCM_16", 16000, 2),
+    ("flac", "FLAC", "PCM_24", 44100, 1),
+    ("ogg", "OGG", "VORBIS", 22050, 1),
+    ("mp3", "MP3", None, 32000, 2),
+    ("aiff", "AIFF", "PCM_16", 8000, 3),
+    ("wav", "WAV", "FLOAT", 48000, 1),
+]
 # what the folder holds besides the good clips, and the skip reason each must get
-BAD = {"bell/broken.wav": "corrupt_audio", "bell/empty.flac": "empty_file",
-       "whistle/blip.wav": "too_short", "whistle/silence.wav": "silent_audio"}
+BAD = {
+    "bell/broken.wav": "corrupt_audio",
+    "bell/empty.flac": "empty_file",
+    "whistle/blip.wav": "too_short",
+    "whistle/silence.wav": "silent_audio",
+}
 
 
 def write_messy_folder(root: str, per_class: int = 6, seed: int = 0) -> dict:
@@ -28,18 +37,23 @@ def write_messy_folder(root: str, per_class: int = 6, seed: int = 0) -> dict:
         os.makedirs(os.path.join(root, cls), exist_ok=True)
         for j in range(per_class):
             ext, fmt, sub, sr, ch = FORMATS[(ci + j) % len(FORMATS)]
-            x = make_clip(cls, ("low", "medium", "high")[j % 3], ("once", "twice", "three times")[j % 3],
-                          "loud", sr, rng)
+            x = make_clip(
+                cls, ("low", "medium", "high")[j % 3], ("once", "twice", "three times")[j % 3], "loud", sr, rng
+            )
             if sub == "FLOAT":
                 x = x * 2.0  # above full scale: must be rescaled, not clipped
-            wav = np.stack([x * (0.9 ** k) for k in range(ch)], axis=1) if ch > 1 else x
+            wav = np.stack([x * (0.9**k) for k in range(ch)], axis=1) if ch > 1 else x
             rel = f"{cls}/clip_{j:02d}.{ext}"
             sf.write(os.path.join(root, rel), wav, sr, format=fmt, subtype=sub)
             good.append(rel)
     # a long clip (25 s) with its own captions in a side-car file
     long_rel = "drum/long_take.flac"
-    sf.write(os.path.join(root, long_rel), np.tile(make_clip("drum", "low", "once", "loud", 16000, rng), 12)[:400000],
-             16000, format="FLAC")
+    sf.write(
+        os.path.join(root, long_rel),
+        np.tile(make_clip("drum", "low", "once", "loud", 16000, rng), 12)[:400000],
+        16000,
+        format="FLAC",
+    )
     with open(os.path.join(root, "drum/long_take.txt"), "w") as f:
         f.write("A low drum is struck again and again.\nDrum hits repeat for a long time.\n")
     good.append(long_rel)

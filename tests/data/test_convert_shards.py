@@ -4,7 +4,6 @@ training loader reads the result."""
 
 import io
 import json
-import os
 import tarfile
 
 import numpy as np
@@ -101,8 +100,10 @@ def test_make_shards_writes_every_codec_the_loader_reads(tmp_path, codec):
 
 def test_codec_mistakes_fail_before_any_work(tmp_path, capsys):
     (tmp_path / "in").mkdir()
-    assert main(["make-shards", str(tmp_path / "in"), str(tmp_path / "o"), "--codec", "opus",
-                 "--sample-rate", "44100"]) == 2
+    assert (
+        main(["make-shards", str(tmp_path / "in"), str(tmp_path / "o"), "--codec", "opus", "--sample-rate", "44100"])
+        == 2
+    )
     assert "codec opus cannot store 44100 Hz" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["convert-shards", str(tmp_path), str(tmp_path / "o"), "--codec", "aac"])

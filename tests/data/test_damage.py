@@ -76,14 +76,29 @@ def test_training_through_damaged_shards_logs_exact_skip_counts(damaged, tmp_pat
 
     order, n_good, want, _ = damaged
     shards = ",".join(f'"{p}"' for p in sorted(order))
-    cfg = compose_cfg(tmp_path, ["data.sources.sentences=null", "data.sources.tags=null",
-                                 f"+data.sources.damaged.shards=[{shards}]",
-                                 "data.val_sources=null", "data.test_sources=null",
-                                 "synthetic.enabled=false", "data.batch_size=4", f"data.steps_per_epoch={n_good // 4}",
-                                 "data.stream.buffer_samples=0", "data.stream.group_shards=4", "data.stream.seed=9",
-                                 "data.audio.sample_rate=16000", "data.audio.max_seconds=3.0",
-                                 "data.audio.clip_seconds=1.0", "callbacks.throughput.log_every_n_steps=3",
-                                 "callbacks.best_checkpoint=null", "test_after_fit=false", "name=damaged"])
+    cfg = compose_cfg(
+        tmp_path,
+        [
+            "data.sources.sentences=null",
+            "data.sources.tags=null",
+            f"+data.sources.damaged.shards=[{shards}]",
+            "data.val_sources=null",
+            "data.test_sources=null",
+            "synthetic.enabled=false",
+            "data.batch_size=4",
+            f"data.steps_per_epoch={n_good // 4}",
+            "data.stream.buffer_samples=0",
+            "data.stream.group_shards=4",
+            "data.stream.seed=9",
+            "data.audio.sample_rate=16000",
+            "data.audio.max_seconds=3.0",
+            "data.audio.clip_seconds=1.0",
+            "callbacks.throughput.log_every_n_steps=3",
+            "callbacks.best_checkpoint=null",
+            "test_after_fit=false",
+            "name=damaged",
+        ],
+    )
     assert n_good % 4 == 0
     res = run(cfg)
     assert res["global_step"] == n_good // 4
@@ -106,7 +121,7 @@ def test_random_byte_damage_never_escapes(tmp_path, data):
         if op == "flip":
             raw[pos] ^= data.draw(st.integers(1, 255))
         elif op == "cut":
-            del raw[pos:pos + data.draw(st.integers(1, 2000))]
+            del raw[pos : pos + data.draw(st.integers(1, 2000))]
         else:
             raw[pos:pos] = data.draw(st.binary(min_size=1, max_size=600))
         if not raw:

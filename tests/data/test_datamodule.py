@@ -8,12 +8,19 @@ from clap_train.data.datamodule import ClapDataModule, ConfigError
 
 def make_dm(root, workers=2, steps_per_epoch=5, **kw):
     dm = ClapDataModule(
-        sources={"sentences": {"shards": f"{root}/sentences/train", "weight": 0.7},
-                 "tags": {"shards": f"{root}/tags/train", "weight": 0.3, "tag_templates": ["{}"]}},
+        sources={
+            "sentences": {"shards": f"{root}/sentences/train", "weight": 0.7},
+            "tags": {"shards": f"{root}/tags/train", "weight": 0.3, "tag_templates": ["{}"]},
+        },
         val_sources={"sentences": {"shards": f"{root}/sentences/valid", "zeroshot_classes": f"{root}/classes.json"}},
-        batch_size=6, eval_batch_size=5, num_workers=workers, steps_per_epoch=steps_per_epoch,
-        audio={"sample_rate": 16000, "clip_seconds": 0.5}, stream={"seed": 1, "group_shards": 1, "buffer_samples": 8},
-        **kw)
+        batch_size=6,
+        eval_batch_size=5,
+        num_workers=workers,
+        steps_per_epoch=steps_per_epoch,
+        audio={"sample_rate": 16000, "clip_seconds": 0.5},
+        stream={"seed": 1, "group_shards": 1, "buffer_samples": 8},
+        **kw,
+    )
     return dm
 
 

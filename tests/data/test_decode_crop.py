@@ -33,11 +33,13 @@ def test_crop_is_a_window_of_the_file_and_flags_longer():
     y, n, longer = decode_audio(enc(x, 48000), spec, "rand_trunc", np.random.default_rng(3))
     start = choose_window(len(x), 48000, "rand_trunc", np.random.default_rng(3))
     q = np.round(x * 32767) / 32767
-    assert longer and n == 48000 and np.abs(y - q[start:start + 48000]).max() < 1e-4
+    assert longer and n == 48000 and np.abs(y - q[start : start + 48000]).max() < 1e-4
 
 
-@pytest.mark.parametrize("pad,expect", [("pad", [1, 2, 3, 0, 0, 0, 0]), ("repeatpad", [1, 2, 3, 1, 2, 3, 0]),
-                                        ("repeat", [1, 2, 3, 1, 2, 3, 1])])
+@pytest.mark.parametrize(
+    "pad,expect",
+    [("pad", [1, 2, 3, 0, 0, 0, 0]), ("repeatpad", [1, 2, 3, 1, 2, 3, 0]), ("repeat", [1, 2, 3, 1, 2, 3, 1])],
+)
 def test_pad_modes(pad, expect):
     assert fit_length(np.array([1, 2, 3], np.float32), 7, pad).tolist() == expect
 
@@ -50,11 +52,14 @@ def test_crop_modes():
         choose_window(100, 10, "middle", None)
 
 
-@pytest.mark.parametrize("data,reason", [
-    (b"not audio at all", "corrupt_audio"),
-    (enc(np.zeros(1000), 16000), "silent_audio"),
-    (enc(np.full((100, 3), 0.1), 16000), "too_many_channels"),
-])
+@pytest.mark.parametrize(
+    "data,reason",
+    [
+        (b"not audio at all", "corrupt_audio"),
+        (enc(np.zeros(1000), 16000), "silent_audio"),
+        (enc(np.full((100, 3), 0.1), 16000), "too_many_channels"),
+    ],
+)
 def test_bad_audio_reasons(data, reason):
     with pytest.raises(BadSample) as e:
         decode_audio(data, AudioSpec(), "start", None)
@@ -79,11 +84,18 @@ def test_too_long_is_rejected_before_decoding():
 def test_captions_string_list_tags_and_errors():
     assert decode_captions({"json": b'{"text": "a dog"}'})[0] == ["a dog"]
     assert decode_captions({"json": b'{"text": ["a", " ", "b", 3]}'})[0] == ["a", "b"]
-    assert decode_captions({"json": b'{"tag": ["dog", "bark"]}'}, tag_templates=["{}", "The sound of {}."])[0] == \
-        ["dog, bark", "The sound of dog, bark."]
+    assert decode_captions({"json": b'{"tag": ["dog", "bark"]}'}, tag_templates=["{}", "The sound of {}."])[0] == [
+        "dog, bark",
+        "The sound of dog, bark.",
+    ]
     assert decode_captions({"txt": b"hello"})[0] == ["hello"]
-    for raw, reason in [(b"{bad", "json_invalid"), (b"\xff\xfe", "json_not_utf8"), (b"[1]", "json_invalid"),
-                        (b'{"text": ""}', "empty_caption"), (b'{"tag": ["x"]}', "missing_caption")]:
+    for raw, reason in [
+        (b"{bad", "json_invalid"),
+        (b"\xff\xfe", "json_not_utf8"),
+        (b"[1]", "json_invalid"),
+        (b'{"text": ""}', "empty_caption"),
+        (b'{"tag": ["x"]}', "missing_caption"),
+    ]:
         with pytest.raises(BadSample) as e:
             decode_captions({"json": raw})
         assert e.value.reason == reason

@@ -71,8 +71,10 @@ def test_messy_folder(messy):
     assert by_path["bell/clip_00.wav"][1]["text"] == ["This is a sound of bell."]
     assert by_path["bell/clip_00.wav"][1]["original_data"]["channels"] == 2
     for split, n in rep["written"].items():
-        assert json.load(open(os.path.join(out, split, "sizes.json"))) and \
-            sum(json.load(open(os.path.join(out, split, "sizes.json"))).values()) == n
+        assert (
+            json.load(open(os.path.join(out, split, "sizes.json")))
+            and sum(json.load(open(os.path.join(out, split, "sizes.json"))).values()) == n
+        )
     # stratified: every class is trained on, and the held-out splits are not empty
     for cls in ("bell", "buzzer", "drum", "whistle"):
         assert "train" in {k[0] for k, m in metas.items() if m["tag"] == [cls]}
@@ -116,7 +118,7 @@ def test_csv_and_jsonl_inputs(messy, tmp_path):
         f.write(f"{src}/{info['good'][0]},a bell rings,a struck bell,bell;metal,valid\n")
         drum = [g for g in info["good"] if g.startswith("drum/")][0]
         f.write(f"{src}/{drum},,,drum,\n")  # no captions: made from the template
-        f.write("missing.wav,gone,,x,\n")                    # relative to the CSV: not there
+        f.write("missing.wav,gone,,x,\n")  # relative to the CSV: not there
     rep = make_shards(str(tmp_path / "list.csv"), str(tmp_path / "o"), MakeShardsSpec(workers=1))
     assert rep["written"] == {"train": 1, "valid": 1}
     assert [(s["path"], s["reason"]) for s in rep["skipped_files"]] == [("missing.wav", "unreadable_file")]
@@ -125,8 +127,12 @@ def test_csv_and_jsonl_inputs(messy, tmp_path):
     assert texts == ["This is a sound of drum.", "a bell rings"]
     assert json.load(open(tmp_path / "o" / "classes.json")) == ["bell", "drum", "metal", "x"]
     with open(tmp_path / "list.jsonl", "w") as f:
-        f.write(json.dumps({"path": f"{src}/{info['good'][-1]}", "captions": ["a whistle", "someone whistles"],
-                            "label": "whistle"}) + "\n\n")
+        f.write(
+            json.dumps(
+                {"path": f"{src}/{info['good'][-1]}", "captions": ["a whistle", "someone whistles"], "label": "whistle"}
+            )
+            + "\n\n"
+        )
     items = list_audio(str(tmp_path / "list.jsonl")).items
     assert items[0].captions == ["a whistle", "someone whistles"] and items[0].labels == ["whistle"]
     with open(tmp_path / "bad.csv", "w") as f:
@@ -137,8 +143,24 @@ def test_csv_and_jsonl_inputs(messy, tmp_path):
 
 def test_cli(messy, tmp_path, capsys):
     root, _ = messy
-    assert main(["make-shards", str(root / "in"), str(tmp_path / "o"), "--workers", "1", "--splits",
-                 "train=0.5,test=0.5", "--template", "{}", "--template", "The sound of a {}."]) == 0
+    assert (
+        main(
+            [
+                "make-shards",
+                str(root / "in"),
+                str(tmp_path / "o"),
+                "--workers",
+                "1",
+                "--splits",
+                "train=0.5,test=0.5",
+                "--template",
+                "{}",
+                "--template",
+                "The sound of a {}.",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "skipped" in out and "corrupt_audio" in out and "4 classes" in out
     meta = json.loads(next(v for k, v in _members(str(tmp_path / "o")).items() if k[1].endswith(".json")))

@@ -17,18 +17,30 @@ AUDIO = AudioSpec(sample_rate=16000, clip_seconds=0.1)
 
 
 def shares(synth_root, tokenize, world, workers, n_batches, monkeypatch):
-    srcs = [SourceSpec("a", expand_shards(f"{synth_root}/sentences/train"), 0.7, resample=True),
-            SourceSpec("b", expand_shards(f"{synth_root}/tags/train"), 0.2, tag_templates=["{}"], resample=True),
-            SourceSpec("c", expand_shards(f"{synth_root}/sentences/valid"), 0.1, resample=True),
-            SourceSpec("zero", expand_shards(f"{synth_root}/tags/valid"), 0.0, tag_templates=["{}"])]
+    srcs = [
+        SourceSpec("a", expand_shards(f"{synth_root}/sentences/train"), 0.7, resample=True),
+        SourceSpec("b", expand_shards(f"{synth_root}/tags/train"), 0.2, tag_templates=["{}"], resample=True),
+        SourceSpec("c", expand_shards(f"{synth_root}/sentences/valid"), 0.1, resample=True),
+        SourceSpec("zero", expand_shards(f"{synth_root}/tags/valid"), 0.0, tag_templates=["{}"]),
+    ]
     counts = collections.Counter()
     for rank in range(world):
-        ds = ds_mod.TrainStream(srcs, AUDIO, StreamOpts(seed=5, group_shards=1, buffer_samples=16), batch_size=20,
-                                steps_per_epoch=n_batches, rank=rank, world=world, n_slots=workers,
-                                tokenize=tokenize)
+        ds = ds_mod.TrainStream(
+            srcs,
+            AUDIO,
+            StreamOpts(seed=5, group_shards=1, buffer_samples=16),
+            batch_size=20,
+            steps_per_epoch=n_batches,
+            rank=rank,
+            world=world,
+            n_slots=workers,
+            tokenize=tokenize,
+        )
         for w in range(workers):
+
             class Info:
                 id, num_workers = w, workers
+
             monkeypatch.setattr(ds_mod, "get_worker_info", lambda: Info)
             for b in ds:
                 counts.update(b["source"])
@@ -37,8 +49,9 @@ def shares(synth_root, tokenize, world, workers, n_batches, monkeypatch):
 
 def test_shares_match_weights_on_2x2_as_on_1(synth_root, tokenize, monkeypatch):
     for world, workers in ((1, 1), (2, 2)):
-        c = shares(synth_root, tokenize, world, workers, 120 // (world * workers) * (world * workers) // world,
-                   monkeypatch)
+        c = shares(
+            synth_root, tokenize, world, workers, 120 // (world * workers) * (world * workers) // world, monkeypatch
+        )
         n = sum(c.values())
         assert n >= 2000 and "zero" not in c
         for name, w in (("a", 0.7), ("b", 0.2), ("c", 0.1)):

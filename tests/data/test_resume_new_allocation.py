@@ -21,8 +21,9 @@ def keys_of(shard: str) -> set[str]:
 
 
 def stream(spec, rank, world, tokenize):
-    return TrainStream([spec], AUDIO, OPTS, batch_size=4, steps_per_epoch=100, rank=rank, world=world,
-                       n_slots=1, tokenize=tokenize)
+    return TrainStream(
+        [spec], AUDIO, OPTS, batch_size=4, steps_per_epoch=100, rank=rank, world=world, n_slots=1, tokenize=tokenize
+    )
 
 
 def test_two_ranks_to_one_reads_the_rest_of_the_pass_without_repeats(synth_root, tokenize):

@@ -46,12 +46,25 @@ def test_training_and_check_data_never_unpickle_or_extract(tmp_path):
     path = hostile_shard(str(shards), marker)
 
     assert cli_main(["check-data", str(shards), "--json", str(tmp_path / "r.json")]) == 0
-    cfg = compose_cfg(tmp_path, ["data.sources.sentences=null", "data.sources.tags=null",
-                                 f"+data.sources.web.shards={path}", "+data.sources.web.resample=true",
-                                 "data.val_sources=null", "data.test_sources=null", "synthetic.enabled=false",
-                                 "data.batch_size=4", "data.steps_per_epoch=3", "data.audio.sample_rate=16000",
-                                 "data.audio.clip_seconds=1.0", "callbacks.best_checkpoint=null",
-                                 "callbacks.throughput.log_every_n_steps=3", "test_after_fit=false"])
+    cfg = compose_cfg(
+        tmp_path,
+        [
+            "data.sources.sentences=null",
+            "data.sources.tags=null",
+            f"+data.sources.web.shards={path}",
+            "+data.sources.web.resample=true",
+            "data.val_sources=null",
+            "data.test_sources=null",
+            "synthetic.enabled=false",
+            "data.batch_size=4",
+            "data.steps_per_epoch=3",
+            "data.audio.sample_rate=16000",
+            "data.audio.clip_seconds=1.0",
+            "callbacks.best_checkpoint=null",
+            "callbacks.throughput.log_every_n_steps=3",
+            "test_after_fit=false",
+        ],
+    )
     res = run(cfg)
     assert res["global_step"] == 3
     assert not os.path.exists(marker)
@@ -74,12 +87,14 @@ def test_make_shards_and_its_pipelines_never_unpickle(tmp_path, small_ckpt):
     for cls in ("bell", "drum"):
         (src / cls).mkdir(parents=True)
         for i in range(3):
-            sf.write(src / cls / f"{i}.wav", np.random.default_rng(i).uniform(-.5, .5, 8000).astype("f4"), 16000)
+            sf.write(src / cls / f"{i}.wav", np.random.default_rng(i).uniform(-0.5, 0.5, 8000).astype("f4"), 16000)
         for name in ("evil.pkl", "evil.pyd", "evil.pickle", "trojan.wav"):
             (src / cls / name).write_bytes(evil)
     out = tmp_path / "shards"
-    assert cli_main(["make-shards", str(src), str(out), "--sample-rate", "16000", "--workers", "2",
-                     "--splits", "test=1"]) == 0
+    assert (
+        cli_main(["make-shards", str(src), str(out), "--sample-rate", "16000", "--workers", "2", "--splits", "test=1"])
+        == 0
+    )
     rep = __import__("json").load(open(out / "report.json"))
     assert rep["written"] == {"test": 6}
     assert {(s["path"].split("/")[1], s["reason"]) for s in rep["skipped_files"]} == {("trojan.wav", "corrupt_audio")}
@@ -95,8 +110,12 @@ def test_make_shards_and_its_pipelines_never_unpickle(tmp_path, small_ckpt):
             ti.size = len(data)
             tar.addfile(ti, io.BytesIO(data))
     assert cli_main(["check-data", str(out / "test")]) == 0
-    assert cli_main(["evaluate", "--checkpoint", small_ckpt, "--shards", str(out / "test"),
-                     "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        cli_main(
+            ["evaluate", "--checkpoint", small_ckpt, "--shards", str(out / "test"), "--json", str(tmp_path / "r.json")]
+        )
+        == 0
+    )
     res = __import__("json").load(open(tmp_path / "r.json"))
     assert res["metrics"]["n_clips"] == 6 and res["skipped"]["unknown_member"] == 2
     assert res["skipped"]["tar_unsafe_name"] == 1

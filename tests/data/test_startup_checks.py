@@ -19,10 +19,18 @@ def loader(tokenize, **kw):
 
 def test_fewer_shards_than_readers_without_resampling(synth_root, tokenize):
     with pytest.raises(ConfigError, match="data.sources.tags: 3 shard.*resample=true"):
-        loader(tokenize, sources={"tags": {"shards": f"{synth_root}/tags/train", "tag_templates": ["{}"]}},
-               num_workers=4, steps_per_epoch=2)
-    loader(tokenize, sources={"tags": {"shards": f"{synth_root}/tags/train", "tag_templates": ["{}"],
-                                       "resample": True}}, num_workers=4, steps_per_epoch=2)
+        loader(
+            tokenize,
+            sources={"tags": {"shards": f"{synth_root}/tags/train", "tag_templates": ["{}"]}},
+            num_workers=4,
+            steps_per_epoch=2,
+        )
+    loader(
+        tokenize,
+        sources={"tags": {"shards": f"{synth_root}/tags/train", "tag_templates": ["{}"], "resample": True}},
+        num_workers=4,
+        steps_per_epoch=2,
+    )
 
 
 def test_caption_key_matching_nothing_names_the_fields_seen(tmp_path, tokenize):
@@ -31,8 +39,12 @@ def test_caption_key_matching_nothing_names_the_fields_seen(tmp_path, tokenize):
             w.write(f"k{i}", {"flac": good(i)["flac"], "json": encode_json({"description": "a dog"})})
     with pytest.raises(ConfigError, match="data.sources.s: .*caption_key='text'.*JSON fields seen.*description"):
         loader(tokenize, sources={"s": {"shards": str(tmp_path)}}, num_workers=0, steps_per_epoch=2)
-    loader(tokenize, sources={"s": {"shards": str(tmp_path), "caption_key": "description"}}, num_workers=0,
-           steps_per_epoch=2)
+    loader(
+        tokenize,
+        sources={"s": {"shards": str(tmp_path), "caption_key": "description"}},
+        num_workers=0,
+        steps_per_epoch=2,
+    )
 
 
 def test_no_audio_member_is_named(tmp_path, tokenize):
@@ -48,8 +60,16 @@ def test_too_large_bad_fraction_stops_with_reasons(tmp_path):
         for i in range(300):
             bad = i % 3 != 0  # two thirds unusable, never 1000 in a row
             w.write(f"k{i}", {"flac": b"junk" if bad else good(i)["flac"], "json": encode_json({"text": "x"})})
-    s = SourceStream(SourceSpec("web", expand_shards(str(tmp_path))), AudioSpec(sample_rate=16000, clip_seconds=0.2),
-                     StreamOpts(max_bad_fraction=0.5, min_samples_for_fraction=60), 0, 1, 0, 1, SkipCounter())
+    s = SourceStream(
+        SourceSpec("web", expand_shards(str(tmp_path))),
+        AudioSpec(sample_rate=16000, clip_seconds=0.2),
+        StreamOpts(max_bad_fraction=0.5, min_samples_for_fraction=60),
+        0,
+        1,
+        0,
+        1,
+        SkipCounter(),
+    )
     with pytest.raises(RuntimeError, match="source 'web'.*max_bad_fraction.*corrupt_audio"):
         for _ in range(200):
             next(s)
@@ -65,8 +85,11 @@ def test_loaders_that_would_overflow_shared_memory_fail_at_start_up(synth_root, 
     need = 2 * 4 * 6 * 8000 * 2  # workers x prefetch x batch x 0.5 s at 16 kHz x int16
     usage = shutil.disk_usage("/dev/shm")
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=need - 1))
-    with pytest.raises(ConfigError, match=r"/dev/shm has 0.7 MiB free but the loaders may hold 0.7 MiB: data.num_workers=2 x data.prefetch_factor=4 "
-                                          r"batches of 6 clips of 0.5 s \(int16\).*--shm-size"):
+    with pytest.raises(
+        ConfigError,
+        match=r"/dev/shm has 0.7 MiB free but the loaders may hold 0.7 MiB: data.num_workers=2 x data.prefetch_factor=4 "
+        r"batches of 6 clips of 0.5 s \(int16\).*--shm-size",
+    ):
         dm.train_dataloader()
     monkeypatch.setattr(shutil, "disk_usage", lambda p: usage._replace(free=need))
     dm.train_dataloader()

@@ -46,8 +46,9 @@ def tiny_source(tmp_path_factory):
 
 def make(src_dir, state=None, **opts):
     spec = SourceSpec("s", expand_shards(src_dir))
-    return SourceStream(spec, AUDIO, StreamOpts(seed=3, group_shards=2, buffer_samples=8, **opts), 0, 1, 0, 1,
-                        SkipCounter(), state)
+    return SourceStream(
+        spec, AUDIO, StreamOpts(seed=3, group_shards=2, buffer_samples=8, **opts), 0, 1, 0, 1, SkipCounter(), state
+    )
 
 
 def test_stream_is_deterministic_and_covers_each_sample_once_per_pass(tiny_source):

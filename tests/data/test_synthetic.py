@@ -6,9 +6,18 @@ import tarfile
 import numpy as np
 import soundfile as sf
 
-from clap_train.data.synthetic import (COUNTS, LOUDNESS, PITCHES, SOURCES, SyntheticSpec, combos, ensure_synthetic,
-                                       held_out, make_clip)
 from clap_train.data.shards import rng_for
+from clap_train.data.synthetic import (
+    COUNTS,
+    LOUDNESS,
+    PITCHES,
+    SOURCES,
+    SyntheticSpec,
+    combos,
+    ensure_synthetic,
+    held_out,
+    make_clip,
+)
 
 
 def members(path):
@@ -92,8 +101,8 @@ def test_writer_and_reader_round_trip_exactly(synth_root):
         got = decode_sample(raw, src, audio, False, None)
         q = np.clip(np.round(np.clip(want, -1, 1) * 32768), -32768, 32767) / 32768
         assert got["audio_len"] == len(want)
-        assert np.array_equal(got["audio"][:len(want)], q.astype(np.float32))
-        assert not got["audio"][len(want):].any()
+        assert np.array_equal(got["audio"][: len(want)], q.astype(np.float32))
+        assert not got["audio"][len(want) :].any()
         assert got["tags"] == [s, p, c, l] and len(got["captions"]) == 3
         n += 1
     assert n == 20

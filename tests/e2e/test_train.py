@@ -153,7 +153,7 @@ def test_requeue_resumes_past_a_corrupted_newest_checkpoint(fast_run, tmp_path, 
     """The newest checkpoint is damaged: auto-resume warns and continues from the newest valid one."""
     import shutil
 
-    from clap_train.run import find_resume
+    from clap_train.resume import find_resume
 
     cfg, res = fast_run
     d = tmp_path / "ck"

@@ -1,0 +1,55 @@
+"""Where a run continues from: `ckpt_path` when given, else (`resume=auto`) the newest complete checkpoint
+in its own run directory, so a requeued job picks up where it stopped; checked against the model before
+Lightning restores it."""
+
+from __future__ import annotations
+
+import logging
+import os
+
+from omegaconf import DictConfig
+
+from clap_train.checkpoints.files import is_valid, newest_valid
+from clap_train.checkpoints.load import check_compatible, read_checkpoint
+from clap_train.config import ConfigError
+
+log = logging.getLogger("clap_train")
+
+
+def find_resume(cfg: DictConfig, ckpt_dir: str) -> str | None:
+    """`ckpt_path` wins; otherwise `resume=auto` picks this run dir's last.ckpt (a requeued job resumes)."""
+    if cfg.get("ckpt_path"):
+        if not os.path.exists(cfg.ckpt_path):
+            raise ConfigError(f"ckpt_path={cfg.ckpt_path}: file not found")
+        if not is_valid(str(cfg.ckpt_path)):
+            raise ConfigError(f"ckpt_path={cfg.ckpt_path}: corrupted, incomplete or not a clap_train checkpoint")
+        return str(cfg.ckpt_path)
+    if cfg.get("resume", "auto") == "auto":
+        return newest_valid(ckpt_dir)
+    return None
+
+
+def prepare_resume(cfg: DictConfig, run_dir: str, model, is_global_zero: bool) -> str | None:
+    """The checkpoint to resume from (or None), after checking it fits `model`; metrics.csv rows the
+    interrupted run logged after it are dropped (the resumed run logs those steps again)."""
+    path = find_resume(cfg, os.path.join(run_dir, "checkpoints"))
+    if not path:
+        return None
+    log.info("resuming from %s", path)
+    ck = read_checkpoint(path, mmap=True, trust=bool(cfg.get("trust_checkpoint")))
+    try:
+        check_compatible(ck, model, path)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if is_global_zero:
+        _drop_logged_after(run_dir, ck)
+    return path
+
+
+def _drop_logged_after(run_dir: str, ck: dict) -> None:
+    from clap_train.loggers import drop_rows_from_step
+
+    step = int(ck.get("global_step", 0))
+    n = drop_rows_from_step(os.path.join(run_dir, "csv", "metrics.csv"), step, ck.get("pending_log_row"))
+    if n:
+        log.info("dropped %d metrics.csv rows logged after step %d by the interrupted run", n, step)

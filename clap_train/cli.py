@@ -135,7 +135,7 @@ def _parse_splits(text: str) -> dict[str, float]:
 def _classes(args, listing) -> list[str]:
     if args.classes:
         if args.classes.endswith(".json"):
-            from clap_train.data.datamodule import load_classes
+            from clap_train.data.sources import load_classes
 
             return load_classes(args.classes)
         return [c.strip() for c in args.classes.split(",") if c.strip()]
@@ -205,7 +205,7 @@ def cmd_evaluate(args) -> int:
     elif not args.no_zeroshot:
         found = find_classes_file(expand_shards(args.shards))
         if found:
-            from clap_train.data.datamodule import load_classes
+            from clap_train.data.sources import load_classes
 
             classes = load_classes(found)
             print(f"zero-shot classes from {found}")
@@ -264,13 +264,23 @@ def cmd_export(args) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    from clap_train.data.writer import CODECS
+AUDIO_HELP = "audio files, folders (searched recursively) or CSV/JSONL listings with a path column"
 
-    ap = argparse.ArgumentParser(prog="clap-train", description=__doc__)
-    sub = ap.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("make-synthetic", help="write the compositional synthetic audio-caption shards")
+def _model_args(p) -> None:
+    """What every command that loads a checkpoint takes."""
+    p.add_argument("--checkpoint", required=True, help="ours (.ckpt), LAION-CLAP .pt, or a Hugging Face CLAP dir")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--tokenizer", help="RoBERTa tokenizer for a LAION .pt (default roberta-base from the hub)")
+    p.add_argument(
+        "--trust-checkpoint",
+        action="store_true",
+        help="allow full pickle for a file that needs it (runs code from the file: trusted sources only)",
+    )
+
+
+def _args_make_synthetic(p) -> None:
     p.add_argument("out")
     p.add_argument("--seed", type=int, default=1234)
     p.add_argument("--sample-rate", type=int, default=32000)
@@ -278,31 +288,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n-valid", type=int, default=96)
     p.add_argument("--n-test", type=int, default=240)
     p.add_argument("--shard-size", type=int, default=250)
-    p.set_defaults(func=cmd_make_synthetic)
 
-    p = sub.add_parser("check-data", help="read shards as training would; report contents and damage")
+
+def _args_check_data(p) -> None:
     p.add_argument("shards", nargs="+", help="folders, globs, brace patterns or URLs")
     p.add_argument("--caption-key", nargs="+", default=["text"])
     p.add_argument("--tag-template", action="append", help="captions from tags when there is no caption")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="longer clips count as bad")
     p.add_argument("--max-bad-fraction", type=float, default=0.5, help="exit 1 above this fraction")
     p.add_argument("--json", help="write the report as JSON")
-    p.set_defaults(func=cmd_check_data)
 
-    def model_args(p):
-        p.add_argument("--checkpoint", required=True, help="ours (.ckpt), LAION-CLAP .pt, or a Hugging Face CLAP dir")
-        p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-        p.add_argument("--batch-size", type=int, default=16)
-        p.add_argument("--tokenizer", help="RoBERTa tokenizer for a LAION .pt (default roberta-base from the hub)")
-        p.add_argument(
-            "--trust-checkpoint",
-            action="store_true",
-            help="allow full pickle for a file that needs it (runs code from the file: trusted sources only)",
-        )
 
-    audio_help = "audio files, folders (searched recursively) or CSV/JSONL listings with a path column"
+def _args_make_shards(p) -> None:
+    from clap_train.data.writer import CODECS
 
-    p = sub.add_parser("make-shards", help="a folder / CSV / JSONL of audio -> webdataset shards (LAION layout)")
     p.add_argument("input", help="a folder (each sub-folder a class) or a CSV/JSONL with path, caption(s), label(s)")
     p.add_argument("out_dir")
     p.add_argument("--sample-rate", type=int, default=48000, help="rate of the written audio (every file resampled)")
@@ -310,8 +309,8 @@ def main(argv: list[str] | None = None) -> int:
         "--codec",
         default="flac",
         choices=list(CODECS),
-        help="flac (LAION's), pcm16 (16-bit WAV: ~6x cheaper to decode, 1.3-2x the bytes), or lossy "
-        "vorbis/opus/mp3 (~8x smaller, re-encoded)",
+        help="flac (LAION's), pcm16 (16-bit WAV: cheaper to decode, more bytes), or lossy vorbis/opus/mp3 "
+        "(smaller, re-encoded); docs/PERFORMANCE.md 'Data feed' has the measured figures",
     )
     p.add_argument(
         "--splits",
@@ -329,9 +328,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--min-seconds", type=float, default=0.1, help="shorter files are skipped")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="longer files are skipped unread")
     p.add_argument("--no-classes-from-dirs", action="store_true", help="folder input: sub-folders are not classes")
-    p.set_defaults(func=cmd_make_shards)
 
-    p = sub.add_parser("convert-shards", help="re-encode the audio of existing shards (e.g. LAION FLAC -> pcm16)")
+
+def _args_convert_shards(p) -> None:
+    from clap_train.data.writer import CODECS
+
     p.add_argument("shards", nargs="+", help="a folder of .tar shards, globs or brace patterns (local)")
     p.add_argument("out_dir", help="where the converted shards (same names) and sizes.json go")
     p.add_argument(
@@ -341,38 +342,38 @@ def main(argv: list[str] | None = None) -> int:
         help="pcm16 (16-bit WAV; FLAC 16-bit input converts bit for bit) or flac, vorbis, opus, mp3",
     )
     p.add_argument("--workers", type=int, default=0, help="processes, one shard each at a time (0: one per core)")
-    p.set_defaults(func=cmd_convert_shards)
 
-    p = sub.add_parser("zeroshot", help="classify audio files by prompt similarity; accuracy, confusion matrix")
-    model_args(p)
-    p.add_argument("--audio", nargs="+", required=True, help=audio_help)
+
+def _args_zeroshot(p) -> None:
+    _model_args(p)
+    p.add_argument("--audio", nargs="+", required=True, help=AUDIO_HELP)
     p.add_argument("--classes", help="a,b,c or a JSON list file (default: the labels or sub-folders)")
     p.add_argument("--classes-from-dirs", action="store_true", help="sub-folders are the classes and the labels")
     p.add_argument("--template", action="append", help="prompt template (repeat for an ensemble)")
     p.add_argument("--out", default="zeroshot", help="folder for predictions.csv, confusion.png, results.json")
     p.add_argument("--json", help="also write the results here")
-    p.set_defaults(func=cmd_zeroshot)
 
-    p = sub.add_parser("embed", help="embed audio files or texts; write OUT.npy and OUT.rows.txt")
-    model_args(p)
+
+def _args_embed(p) -> None:
+    _model_args(p)
     g = p.add_mutually_exclusive_group(required=True)
-    g.add_argument("--audio", nargs="+", help=audio_help)
+    g.add_argument("--audio", nargs="+", help=AUDIO_HELP)
     g.add_argument("--text", nargs="+", help="texts to embed")
     p.add_argument("--out", required=True, help="the .npy file (float32 [N, D], L2-normalised)")
-    p.set_defaults(func=cmd_embed)
 
-    p = sub.add_parser("retrieve", help="rank audio for text queries, or captions for audio")
-    model_args(p)
-    p.add_argument("--audio", nargs="+", required=True, help=audio_help + ", or a .npy written by embed")
+
+def _args_retrieve(p) -> None:
+    _model_args(p)
+    p.add_argument("--audio", nargs="+", required=True, help=AUDIO_HELP + ", or a .npy written by embed")
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--query", action="append", help="text query (repeatable): text -> audio")
     g.add_argument("--captions", help="captions to rank for each audio file (.txt one per line, or a listing)")
     p.add_argument("-k", type=int, default=10)
     p.add_argument("--json", help="write the ranked lists here")
-    p.set_defaults(func=cmd_retrieve)
 
-    p = sub.add_parser("evaluate", help="retrieval (R@1/5/10, mAP@10, both directions) and zero-shot on shards")
-    model_args(p)
+
+def _args_evaluate(p) -> None:
+    _model_args(p)
     p.add_argument("--shards", nargs="+", required=True, help="folders, globs, brace patterns or URLs")
     p.add_argument("--classes", help="a,b,c or a JSON list file (default: classes.json beside the shards)")
     p.add_argument("--no-zeroshot", action="store_true")
@@ -381,11 +382,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag-template", action="append", help="captions from tags when a sample has none")
     p.add_argument("--out", help="folder for similarity.png, confusion.png, results.json")
     p.add_argument("--json", help="write the results here")
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser(
-        "benchmark", help="the published CLAP benchmarks (ESC-50, US8K, AudioCaps, Clotho) for checkpoints"
-    )
+
+def _args_benchmark(p) -> None:
     p.add_argument(
         "--checkpoint",
         action="append",
@@ -402,9 +401,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trust-checkpoint", action="store_true", help="allow full pickle (trusted files only)")
     p.add_argument("--json", help="write every metric (per fold, counts, missing clips) here")
     p.add_argument("--markdown", help="write the table as Markdown here")
-    p.set_defaults(func=cmd_benchmark)
 
-    p = sub.add_parser("export", help="write a checkpoint as a Hugging Face ClapModel dir, LAION .pt or ours")
+
+def _args_export(p) -> None:
     p.add_argument("checkpoint", help="ours (.ckpt), LAION-CLAP .pt, or a Hugging Face CLAP dir / hub id")
     p.add_argument("out", help="output directory (hf) or file (laion, ours)")
     p.add_argument("--format", required=True, choices=["hf", "laion", "ours"])
@@ -414,8 +413,54 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="allow full pickle for a file that needs it (runs code from the file: trusted sources only)",
     )
-    p.set_defaults(func=cmd_export)
 
+
+# (name, help), the function adding its arguments, the function running it
+COMMANDS = [
+    (
+        ("make-synthetic", "write the compositional synthetic audio-caption shards"),
+        _args_make_synthetic,
+        cmd_make_synthetic,
+    ),
+    (("check-data", "read shards as training would; report contents and damage"), _args_check_data, cmd_check_data),
+    (
+        ("make-shards", "a folder / CSV / JSONL of audio -> webdataset shards (LAION layout)"),
+        _args_make_shards,
+        cmd_make_shards,
+    ),
+    (
+        ("convert-shards", "re-encode the audio of existing shards (e.g. LAION FLAC -> pcm16)"),
+        _args_convert_shards,
+        cmd_convert_shards,
+    ),
+    (
+        ("zeroshot", "classify audio files by prompt similarity; accuracy, confusion matrix"),
+        _args_zeroshot,
+        cmd_zeroshot,
+    ),
+    (("embed", "embed audio files or texts; write OUT.npy and OUT.rows.txt"), _args_embed, cmd_embed),
+    (("retrieve", "rank audio for text queries, or captions for audio"), _args_retrieve, cmd_retrieve),
+    (
+        ("evaluate", "retrieval (R@1/5/10, mAP@10, both directions) and zero-shot on shards"),
+        _args_evaluate,
+        cmd_evaluate,
+    ),
+    (
+        ("benchmark", "the published CLAP benchmarks (ESC-50, US8K, AudioCaps, Clotho) for checkpoints"),
+        _args_benchmark,
+        cmd_benchmark,
+    ),
+    (("export", "write a checkpoint as a Hugging Face ClapModel dir, LAION .pt or ours"), _args_export, cmd_export),
+]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="clap-train", description=__doc__)
+    sub = ap.add_subparsers(dest="command", required=True)
+    for (name, help_), add_args, func in COMMANDS:
+        p = sub.add_parser(name, help=help_)
+        add_args(p)
+        p.set_defaults(func=func)
     args = ap.parse_args(argv)
     from clap_train.checkpoints.load import UntrustedCheckpoint
     from clap_train.data.audio_files import InputError

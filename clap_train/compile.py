@@ -1,4 +1,5 @@
-"""The `compile` block: `torch.compile` of both towers (GPU runs; on CPU it measured no gain)."""
+"""The `compile` block: `torch.compile` of both towers (meant for GPU runs; docs/PERFORMANCE.md has the CPU
+measurement)."""
 
 from __future__ import annotations
 

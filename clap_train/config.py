@@ -1,5 +1,6 @@
-"""OmegaConf resolvers used by conf/ (registered by train.py and by tests composing the config), and the
-error every configuration mistake raises."""
+"""The error every configuration mistake raises, the checks that raise it (numbers, choices, whole
+dataclass blocks), and the OmegaConf resolvers used by conf/ (registered by clap_train.schema.register).
+A leaf module: every part of the package may import it."""
 
 from __future__ import annotations
 
@@ -56,6 +57,16 @@ def check_number(
 def check_choice(key: str, value, choices) -> None:
     if value not in choices:
         raise ConfigError(f"{key}={value!r}; valid choices: {', '.join(map(str, choices))}")
+
+
+def micro_batch(batch_size: int, world: int, accumulate: int = 1) -> int:
+    """The per-rank micro-batch of a global `data.batch_size`: the one divisibility check of the codebase."""
+    if batch_size % (world * accumulate):
+        raise ConfigError(
+            f"data.batch_size={batch_size} (global) is not divisible by world size {world} x "
+            f"optim.accumulate={accumulate}"
+        )
+    return batch_size // (world * accumulate)
 
 
 def instantiate(node, **kwargs):

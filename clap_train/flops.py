@@ -22,7 +22,7 @@ def measure_peak_flops(
 
     window = seconds / max(1, windows)
     # the largest square matmul (up to 2048 on CPU, 8192 on GPU) that fits a window: bf16 on a CPU without
-    # bf16 units is ~20x slower than fp32, and a fixed size would take minutes
+    # bf16 units is many times slower than fp32, and a fixed size would take minutes
     n, top = 256, (2048 if dev == "cpu" else 8192)
     # a private generator: how many sizes are tried depends on timing, and drawing them from the global RNG
     # made dropout (and so the loss) of two identical runs differ

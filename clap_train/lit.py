@@ -10,8 +10,6 @@ micro-batches inside `training_step`.
 
 from __future__ import annotations
 
-import os
-import random
 from contextlib import nullcontext
 
 import lightning as L
@@ -21,16 +19,23 @@ import torch.nn.functional as F
 from clap_train import watchdog
 from clap_train.compile import CompileConfig, compile_towers
 from clap_train.config import build
-from clap_train.distributed import gather_objects, world_info
+from clap_train.distributed import world_info
 from clap_train.eval.accumulate import EvalAccumulator
 from clap_train.eval.metrics import EvalConfig
 from clap_train.flops import flop_counter
 from clap_train.loss import ContrastiveLoss, LossConfig
 from clap_train.model import CLAP, build_model
-from clap_train.optim import OptimConfig, build_optimizer, build_scheduler
-from clap_train.rng import set_torch_rng_state, torch_rng_state
+from clap_train.optim import OptimConfig, build_optimizer, build_scheduler, total_steps
+from clap_train.rng import gather_rng_states, own_rng_state, restore_rng_state
 from clap_train.secrets import redact
-from clap_train.step import agreed_step, contrastive_backward, deepspeed_step, fsdp_no_sync
+from clap_train.step import agreed_step, contrastive_backward, count_nonfinite, deepspeed_step, grad_sync_blocker
+from clap_train.strategies import (
+    deepspeed_config,
+    fill_deepspeed_config,
+    fit_scalar_shapes,
+    full_weights_for_eval,
+    shard_model,
+)
 
 
 def _typed(cls, value, key: str):
@@ -55,16 +60,8 @@ class ClapLit(L.LightningModule):
         loss_cfg = _typed(LossConfig, loss, "loss")
         # plain containers only: our checkpoints load with torch.load(weights_only=True)
         # secrets masked: hyperparameters go into checkpoints and to every logger
-        self.save_hyperparameters(
-            redact(
-                {
-                    "model_cfg": model_cfg,
-                    "optim": vars(self.optim_cfg),
-                    "loss": vars(loss_cfg),
-                    "eval": vars(self.eval_cfg),
-                }
-            )
-        )
+        hparams = {"model_cfg": model_cfg, "optim": vars(self.optim_cfg), "loss": vars(loss_cfg)}
+        self.save_hyperparameters(redact({**hparams, "eval": vars(self.eval_cfg)}))
         self.model: CLAP = build_model(model_cfg, text_assets)
         compile_towers(self.model, compile or {})
         self.loss_fn = ContrastiveLoss(loss_cfg.local_loss, loss_cfg.gather_with_grad)
@@ -81,56 +78,32 @@ class ClapLit(L.LightningModule):
         # the last evaluation's embeddings per stage and source (what the pictures are drawn from)
         self.eval_arrays: dict[str, dict[str, dict]] = {}
 
-    # --- sharding -------------------------------------------------------------------------------------
+    # --- sharding, strategies and the collective watchdog -----------------------------------------------
     def configure_model(self) -> None:
-        """Under `trainer=fsdp` (a ModelParallelStrategy) shard the model with FSDP2 before the optimiser
-        is built; called again before `trainer.test`, when it is already sharded."""
-        from torch.distributed.fsdp import FSDPModule
-
-        mesh = getattr(self, "_device_mesh", None)
-        if mesh is None or any(isinstance(m, FSDPModule) for m in self.model.modules()):
-            return
-        from clap_train.strategies import shard_model
-
-        shard_model(self.model, mesh["data_parallel"], getattr(self.trainer.strategy, "reshard_after_forward", True))
+        """Under `trainer=fsdp` (a ModelParallelStrategy) shard the model with FSDP2 before the optimiser is
+        built; called again before `trainer.test`, when it is already sharded (shard_model returns)."""
+        if self._sharded():
+            shard_model(self.model, self._device_mesh["data_parallel"], self._reshard_after_forward())
 
     def _sharded(self) -> bool:
         return getattr(self, "_device_mesh", None) is not None
 
+    def _reshard_after_forward(self) -> bool:
+        return getattr(self.trainer.strategy, "reshard_after_forward", True)
+
     def configure_optimizers(self):
         opt = build_optimizer(self.model, self.optim_cfg, self.device)
-        sched = build_scheduler(opt, self.optim_cfg, self._total_steps())
+        sched = build_scheduler(opt, self.optim_cfg, total_steps(self.optim_cfg, self._trainer))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
-    def _total_steps(self) -> int:
-        """The schedule's length: optim.total_steps, else trainer.max_steps, else max_epochs x the data's
-        steps per epoch (from the config and sizes.json: `trainer.estimated_stepping_batches` would build
-        the train loader before a resumed loader state is restored)."""
-        t = self._trainer
-        if self.optim_cfg.total_steps or t is None:
-            return int(self.optim_cfg.total_steps or 1)
-        if t.max_steps and t.max_steps > 0:
-            return int(t.max_steps)
-        return int(t.max_epochs) * t.datamodule.resolve_steps_per_epoch()
-
-    # --- where each rank is, for the collective watchdog ----------------------------------------------
     def setup(self, stage: str) -> None:
         if watchdog.start(self.collective_timeout_s) is not None:
             watchdog.watch_strategy(self.trainer.strategy)
-        ds = self._deepspeed_config()
+        ds = deepspeed_config(self.trainer)
         if ds is not None:  # read by the strategy when it builds the engine, after this hook
-            # DeepSpeed clips inside its step (p.grad is empty under ZeRO), with the same global norm as ours
-            ds["gradient_clipping"] = float(self.optim_cfg.clip_grad or 0.0)
-            if str(self.trainer.precision).startswith("bf16"):
-                # skip non-finite steps in bf16 too (DeepSpeed checks fp16 and fp32 only by default)
-                ds.setdefault("bf16", {"enabled": True})["check_grad_overflow"] = True
-            # Lightning would read `train_dataloader.batch_sampler.batch_size`; our loader batches itself
-            per_rank = getattr(getattr(self.trainer, "datamodule", None), "per_rank_batch", None)
-            ds.setdefault("train_micro_batch_size_per_gpu", per_rank(self.trainer.world_size) if per_rank else 1)
-
-    def _deepspeed_config(self) -> dict | None:
-        cfg = getattr(getattr(getattr(self, "_trainer", None), "strategy", None), "config", None)
-        return cfg if isinstance(cfg, dict) and "zero_optimization" in cfg else None
+            dm = getattr(self.trainer, "datamodule", None)
+            micro = dm.per_rank_batch(self.trainer.world_size) if hasattr(dm, "per_rank_batch") else 1
+            fill_deepspeed_config(ds, self.optim_cfg.clip_grad, str(self.trainer.precision), micro)
 
     def teardown(self, stage: str) -> None:
         watchdog.mark(f"end of {stage}")
@@ -150,26 +123,13 @@ class ClapLit(L.LightningModule):
         self._full_weights_for_eval(False)
 
     def _full_weights_for_eval(self, on: bool) -> None:
-        """Under FSDP2 every forward is a collective, but eval sets split unevenly across ranks: evaluation
-        runs on gathered full weights (no gradients or optimiser state alongside), so no eval forward
-        communicates, then the weights are sharded again."""
-        if not self._sharded():
-            return
-        from torch.distributed.fsdp import FSDPModule
-
-        keep = getattr(self.trainer.strategy, "reshard_after_forward", True)
-        for m in self.model.modules():
-            if isinstance(m, FSDPModule):
-                m.set_reshard_after_forward(keep if not on else False, recurse=False)
-                m.unshard() if on else m.reshard()
+        if self._sharded():
+            full_weights_for_eval(self.model, on, self._reshard_after_forward())
 
     # --- training ------------------------------------------------------------------------------------
     def _no_grad_sync(self):
-        if self._sharded():
-            return fsdp_no_sync(self.model)
-        # DDP's; one device (SingleDeviceStrategy) has no gradient sync to hold back
-        block = getattr(getattr(getattr(self, "_trainer", None), "strategy", None), "block_backward_sync", None)
-        return block() if block is not None else nullcontext()
+        strategy = getattr(getattr(self, "_trainer", None), "strategy", None)
+        return grad_sync_blocker(self.model, strategy, self._sharded())
 
     def _loss_and_backward(self, batch: dict) -> torch.Tensor:
         return contrastive_backward(
@@ -185,11 +145,11 @@ class ClapLit(L.LightningModule):
             loss = self._loss_and_backward(batch)
         if count:
             self.flops_per_step = float(fc.get_total_flops()) if fc is not None else 0.0
-        if self._deepspeed_config() is not None:
+        if deepspeed_config(self._trainer) is not None:
             ok, gnorm = deepspeed_step(self, opt, sched)
         else:
             ok, gnorm = agreed_step(self, opt, sched, loss, self._sharded())
-        self._count_nonfinite(ok)
+        count_nonfinite(self, ok)
         bs = batch["audio"].shape[0]
         # not prog_bar: Lightning converts progress-bar values to numbers after every batch (a host sync each
         # step); callbacks.ProgressBar reads `last_loss` only when it redraws
@@ -199,22 +159,6 @@ class ClapLit(L.LightningModule):
         self.log("train/lr", sched.get_last_lr()[0], batch_size=bs)
         self.log("train/logit_scale", self.model.logit_scale().detach(), batch_size=bs)
         return loss
-
-    def _count_nonfinite(self, ok: bool) -> None:
-        if ok:
-            self.nonfinite_in_a_row = 0
-            return
-        self.nonfinite_in_a_row += 1
-        self.log("train/skipped_nonfinite", float(self.nonfinite_in_a_row))
-        if self.nonfinite_in_a_row >= self.optim_cfg.max_nonfinite:
-            # the skipped steps changed nothing: the weights now are the last good state
-            path = os.path.join(self.trainer.default_root_dir, "checkpoints", "nonfinite-stop.ckpt")
-            self.trainer.save_checkpoint(path)
-            raise RuntimeError(
-                f"{self.nonfinite_in_a_row} optimiser steps in a row had a non-finite loss or "
-                f"gradient; stopping. The last good state is in {path} "
-                "(lower optim.lr, or check the data)"
-            )
 
     # --- evaluation ----------------------------------------------------------------------------------
     def _eval_step(self, batch: dict) -> None:
@@ -255,12 +199,7 @@ class ClapLit(L.LightningModule):
 
     # --- checkpoints ---------------------------------------------------------------------------------
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-        # 0-d temperatures in files, 1-element parameters under DeepSpeed (strategies.one_element_scalars)
-        own = {k: p.shape for k, p in self.named_parameters()}
-        fit = {
-            k: v.reshape(own[k]) if k in own and v.shape != own[k] and v.numel() == 1 == own[k].numel() else v
-            for k, v in state_dict.items()
-        }
+        fit = fit_scalar_shapes(state_dict, {k: p.shape for k, p in self.named_parameters()})
         return super().load_state_dict(fit, strict=strict, assign=assign)
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
@@ -268,24 +207,18 @@ class ClapLit(L.LightningModule):
         checkpoint["text_assets"] = self.model.text_branch.assets()
         checkpoint["nonfinite_in_a_row"] = self.nonfinite_in_a_row
         checkpoint["metrics"] = {k: dict(v) for k, v in self.last_eval.items()}  # per source and mean
-        # RNG states as tensors and tuples of ints: weights_only-safe. Dropout and SpecAugment replay
-        # exactly after a resume (the data pipeline seeds itself from positions, not from these).
-        # Every rank's: dropout draws as many numbers as its tensors have elements, and text batches are
-        # padded per rank, so the ranks' generators drift apart and each needs its own back.
-        ranks = gather_objects({**torch_rng_state(), "python": random.getstate()}, "the RNG states")
+        # dropout and SpecAugment replay exactly after a resume (the data pipeline seeds itself from positions)
+        ranks = gather_rng_states()
         checkpoint["rng"], checkpoint["rng_per_rank"] = ranks[0], ranks
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         self.nonfinite_in_a_row = int(checkpoint.get("nonfinite_in_a_row", 0))
-        per_rank = checkpoint.get("rng_per_rank") or []
-        rank, world = world_info()
-        self._pending_rng = per_rank[rank] if len(per_rank) == world else checkpoint.get("rng")
+        self._pending_rng = own_rng_state(checkpoint, *world_info())
 
     def on_train_batch_start(self, batch, batch_idx):
         watchdog.mark(f"training step {self.global_step}")
         # restored at the first step, after everything else that runs at start-up has drawn numbers
         rng = getattr(self, "_pending_rng", None)
         if rng is not None:
-            set_torch_rng_state(rng)
-            random.setstate(rng["python"])
+            restore_rng_state(rng)
             self._pending_rng = None

@@ -69,3 +69,14 @@ def build_scheduler(opt: torch.optim.Optimizer, o: OptimConfig, total: int) -> t
     """Stepped once per optimiser step, `total` steps long."""
     f = functools.partial(lr_factor, warmup=o.warmup_steps, total=total, schedule=o.schedule, floor=o.min_lr_ratio)
     return torch.optim.lr_scheduler.LambdaLR(opt, f)
+
+
+def total_steps(o: OptimConfig, trainer) -> int:
+    """The schedule's length: optim.total_steps, else trainer.max_steps, else max_epochs x the data's steps
+    per epoch (from the config and sizes.json: `trainer.estimated_stepping_batches` would build the train
+    loader before a resumed loader state is restored)."""
+    if o.total_steps or trainer is None:
+        return int(o.total_steps or 1)
+    if trainer.max_steps and trainer.max_steps > 0:
+        return int(trainer.max_steps)
+    return int(trainer.max_epochs) * trainer.datamodule.resolve_steps_per_epoch()

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 from clap_train.callbacks import resolve_monitor
 from clap_train.checkpoints.io import AtomicCheckpointIO
 from clap_train.checkpoints.load import init_weights
-from clap_train.config import ConfigError
+from clap_train.config import ConfigError, micro_batch
 from clap_train.config import instantiate as build  # a ConfigError from a constructor stays one line
 from clap_train.data.datamodule import ClapDataModule
 from clap_train.lit import ClapLit
@@ -54,7 +54,6 @@ def run(cfg: DictConfig) -> dict:
     t0 = time.time()
     checked = validate(cfg)
     torch.set_float32_matmul_precision("high")
-    L.seed_everything(cfg.seed, workers=True)
     run_dir = os.path.abspath(cfg.paths.run_dir)
     os.makedirs(run_dir, exist_ok=True)
     dm, lit = build_data_and_model(cfg, checked)
@@ -89,7 +88,8 @@ def run(cfg: DictConfig) -> dict:
 
 
 def build_data_and_model(cfg: DictConfig, checked: Checked) -> tuple[ClapDataModule, ClapLit]:
-    dm: ClapDataModule = build(cfg.data)
+    dm: ClapDataModule = build(cfg.data)  # checks its values; draws no random numbers
+    L.seed_everything(cfg.seed, workers=True)  # before the model's initial weights
     lit = ClapLit(
         plain(cfg.model),
         optim=checked.optim,
@@ -135,17 +135,13 @@ def build_trainer(cfg: DictConfig, run_dir: str, callbacks: list, loggers: list)
 
 
 def check_batch_split(trainer: L.Trainer, batch_size: int, k: int) -> None:
-    """The global batch splits into world x accumulate equal micro-batches (one check, here)."""
+    """At start-up: the global batch splits into world x accumulate equal micro-batches."""
     if k > 1 and type(trainer.strategy).__name__.startswith("DeepSpeed"):
         raise ConfigError(
             "optim.accumulate>1 (contrastive accumulation) needs one backward per micro-batch, "
             "which DeepSpeed's engine does not allow; use trainer=fsdp or trainer=ddp"
         )
-    world = trainer.world_size
-    if batch_size % (world * k):
-        raise ConfigError(
-            f"data.batch_size={batch_size} (global) must divide by world size {world} x optim.accumulate={k}"
-        )
+    micro_batch(batch_size, trainer.world_size, k)
 
 
 def summarise(results: dict, run_dir: str, t0: float, is_global_zero: bool) -> dict:

@@ -8,11 +8,13 @@ back-propagated with its features' gradients. Only the last backward reduces gra
 
 from __future__ import annotations
 
+import os
 from contextlib import nullcontext
 
 import torch
 
 from clap_train import watchdog
+from clap_train.config import micro_batch
 from clap_train.grads import average_replicated_, clip_, grad_norm
 from clap_train.rng import set_torch_rng_state, torch_rng_state
 
@@ -20,10 +22,7 @@ MICRO_KEYS = ("audio", "audio_len", "text")  # what a forward reads; keys and ca
 
 
 def split_batch(batch: dict, k: int) -> list[dict]:
-    n = batch["audio"].shape[0]
-    if n % k:
-        raise ValueError(f"per-rank batch {n} is not divisible by optim.accumulate={k}")
-    m = n // k
+    m = micro_batch(batch["audio"].shape[0], 1, k)  # checked at start-up for the global batch (run.py)
 
     def cut(x, i):
         return {kk: cut(v, i) for kk, v in x.items()} if isinstance(x, dict) else x[i * m : (i + 1) * m]
@@ -85,6 +84,15 @@ class fsdp_no_sync:
         return False
 
 
+def grad_sync_blocker(model, strategy, sharded: bool):
+    """What holds back gradient reduction for the micro-batches before the last: FSDP2's, DDP's, or nothing
+    (one device: SingleDeviceStrategy has no gradient sync)."""
+    if sharded:
+        return fsdp_no_sync(model)
+    block = getattr(strategy, "block_backward_sync", None)
+    return block() if block is not None else nullcontext()
+
+
 def agreed_step(lit, opt, sched, loss: torch.Tensor, sharded: bool) -> tuple[bool, torch.Tensor]:
     """DDP, FSDP2 and one device: one gradient norm (logged, checked, clipped by), a finite check agreed by
     all ranks, then the optimiser and schedule step, or a skip. The callbacks' step votes (preemption,
@@ -131,3 +139,20 @@ def deepspeed_step(lit, opt, sched) -> tuple[bool, torch.Tensor]:
     if ok:
         sched.step()
     return ok, norm
+
+
+def count_nonfinite(lit, ok: bool) -> None:
+    """Skipped steps in a row, logged; `optim.max_nonfinite` of them stop the run with a checkpoint (the
+    skipped steps changed nothing: the weights are the last good state)."""
+    if ok:
+        lit.nonfinite_in_a_row = 0
+        return
+    lit.nonfinite_in_a_row += 1
+    lit.log("train/skipped_nonfinite", float(lit.nonfinite_in_a_row))
+    if lit.nonfinite_in_a_row >= lit.optim_cfg.max_nonfinite:
+        path = os.path.join(lit.trainer.default_root_dir, "checkpoints", "nonfinite-stop.ckpt")
+        lit.trainer.save_checkpoint(path)
+        raise RuntimeError(
+            f"{lit.nonfinite_in_a_row} optimiser steps in a row had a non-finite loss or gradient; stopping. "
+            f"The last good state is in {path} (lower optim.lr, or check the data)"
+        )

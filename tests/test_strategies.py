@@ -44,13 +44,14 @@ def test_preset_builds_its_strategy(tmp_path, preset):
 
 def test_wrap_policy_takes_every_tower_block(tmp_path):
     from clap_train.model import build_model
-    from clap_train.strategies import is_block
+    from clap_train.strategies import wrap_units
 
     cfg = compose_cfg(tmp_path, ["audio_encoder=htsat_mini"])
     from omegaconf import OmegaConf
 
     m = build_model(OmegaConf.to_container(cfg.model, resolve=True))
-    blocks = [n for n, mod in m.named_modules() if is_block(mod)]
+    units = {id(u) for u in wrap_units(m)}
+    blocks = [n for n, mod in m.named_modules() if id(mod) in units]
     assert sum(n.startswith("audio_branch.layers.") for n in blocks) == 6  # htsat_mini: 2+2+2 Swin blocks
     assert (
         sum(n.startswith("text_branch.model.encoder.layer.") for n in blocks)

@@ -20,12 +20,16 @@ class AudioEncoder(nn.Module):
     time_stride: int  # input mel frames per output frame, for downsampling frame masks
     post_pool: nn.Module
     fusion: bool = False
+    block_type: type[nn.Module]  # the repeated block: one FSDP unit each (strategies.shard_model)
 
     def forward_frames(self, mel: torch.Tensor, longer: torch.Tensor | None = None) -> torch.Tensor:
         raise NotImplementedError
 
     def forward(self, mel: torch.Tensor, longer: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward_frames(mel, longer)
+
+    def wrap_units(self) -> list[nn.Module]:
+        return [m for m in self.modules() if isinstance(m, self.block_type)]
 
     def stem_and_stages(self) -> tuple[list[nn.Module], list[nn.Module]]:
         """The input stem (input norm, patch embedding) and the stages in input order, for freezing."""

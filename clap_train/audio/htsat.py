@@ -251,6 +251,8 @@ class PatchEmbed(nn.Module):
 
 
 class HTSAT(AudioEncoder):
+    block_type = SwinBlock
+
     def __init__(
         self,
         name: str | None = "tiny",

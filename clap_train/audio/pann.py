@@ -40,6 +40,8 @@ class ConvBlock(nn.Module):
 
 
 class PANN(AudioEncoder):
+    block_type = ConvBlock
+
     def __init__(
         self,
         channels,

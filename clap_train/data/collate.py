@@ -28,7 +28,6 @@ def collate_train(samples: list[dict], tokenize: Tokenize, transport: str = "flo
     return {
         "audio": stack_audio(samples, transport),
         "audio_len": torch.tensor([s["audio_len"] for s in samples], dtype=torch.long),
-        "longer": torch.tensor([s["longer"] for s in samples], dtype=torch.bool),
         "text": tokenize([s["caption"] for s in samples]),
         "key": [s["key"] for s in samples],
         "source": [s["source"] for s in samples],
@@ -42,7 +41,6 @@ def collate_eval(samples: list[dict], tokenize: Tokenize, transport: str = "floa
     return {
         "audio": stack_audio(samples, transport),
         "audio_len": torch.tensor([s["audio_len"] for s in samples], dtype=torch.long),
-        "longer": torch.tensor([s["longer"] for s in samples], dtype=torch.bool),
         "text": tokenize(caps),
         "captions": caps,
         "caption_owner": torch.tensor(owner, dtype=torch.long),

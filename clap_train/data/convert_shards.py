@@ -1,7 +1,7 @@
 """`convert-shards`: re-encode the audio of existing webdataset shards (e.g. LAION's FLAC) into another codec.
 
-Where FLAC decoding cannot feed the GPUs, 16-bit WAV (`pcm16`) decodes ~6x cheaper for 1.3-2x FLAC's
-bytes (docs/PERFORMANCE.md, "Data feed"). FLAC holding 16-bit PCM becomes WAV bit for bit: the samples are
+Where FLAC decoding cannot feed the GPUs, 16-bit WAV (`pcm16`) decodes several times cheaper for more
+bytes (measured in docs/PERFORMANCE.md, "Data feed"). FLAC holding 16-bit PCM becomes WAV bit for bit: the samples are
 read as int16, never as floats. Every other member (captions, tags) is copied byte for byte, shard names and
 `sizes.json` stay, so a preset's shard paths need only the new folder. A shard appears whole or not at all
 (written beside, then renamed), so an interrupted conversion is resumed by running it again.

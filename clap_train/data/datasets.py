@@ -7,6 +7,8 @@ from torch.utils.data import IterableDataset, get_worker_info
 
 from clap_train.data.collate import Tokenize, collate_eval, collate_train
 from clap_train.data.decode import AudioSpec
+from clap_train.data.position import StreamPosition
+from clap_train.data.shards import read_sizes
 from clap_train.data.skips import BadSample, SkipCounter
 from clap_train.data.stream import MixtureStream, SourceSpec, SourceStream, StreamOpts, decode_sample, read_shard
 
@@ -15,9 +17,9 @@ class TrainStream(IterableDataset):
     """Yields whole per-rank batches (one per optimiser step).
 
     Batch K (counted per rank since the start of training) comes from virtual slot K mod V, where V is
-    the number of loader workers. The DataModule sets `start` (batches consumed so far and every slot's
-    stream position) before each epoch's iterator is made; each batch carries `_data_state`, the position
-    right after it, which the DataModule records when the batch is actually trained on.
+    the number of loader workers. The train loader sets `start` (its StreamPosition, read-only here) before
+    each epoch's iterator is made; each batch carries `_data_state`, its slot's stream state right after
+    it, which the loader records when the batch is actually trained on.
     """
 
     def __init__(
@@ -36,16 +38,18 @@ class TrainStream(IterableDataset):
         self.audio, self.opts, self.batch_size = audio, opts, batch_size
         self.steps_per_epoch, self.rank, self.world, self.n_slots = steps_per_epoch, rank, world, n_slots
         self.tokenize = tokenize
-        self.start: dict = {"batches": 0, "slots": {}, "carry": {}}
+        self.start = StreamPosition()
+        # a persistent worker's own end of its last epoch: where it continues when the loader reuses it
+        # (only then: the loader starts fresh workers, from `start`, whenever the slots would not line up)
+        self._resume: StreamPosition | None = None
 
     def __len__(self) -> int:
         return self.steps_per_epoch
 
-    def _slot_stream(self, v: int, state: dict | None):
+    def _slot_stream(self, v: int, state: dict | None, carry: dict):
         state = state or {}
         skips = SkipCounter()
         skips.load(state.get("skips"))
-        carry = self.start.get("carry") or {}
         streams = [
             SourceStream(
                 s,
@@ -71,20 +75,19 @@ class TrainStream(IterableDataset):
         w, n_workers = (info.id, info.num_workers) if info else (0, 1)
         if n_workers != self.n_slots:
             raise RuntimeError(f"TrainStream built for {self.n_slots} workers, run with {n_workers}")
-        k0 = int(self.start["batches"])
+        pos = self._resume if info is not None and self._resume is not None else self.start
+        k0 = pos.batches
         end = (k0 // self.steps_per_epoch + 1) * self.steps_per_epoch
         v = (k0 + w) % self.n_slots
-        state = self.start["slots"].get(v)
-        mix, streams, skips = self._slot_stream(v, state)
+        state = pos.slots.get(v)
+        mix, streams, skips = self._slot_stream(v, state, pos.carry)
         for k in range(k0 + w, end, self.n_slots):
             samples = [next(mix) for _ in range(self.batch_size)]
             batch = collate_train(samples, self.tokenize, self.audio.transport)
             state = {"mix": mix.m, "sources": {s.src.name: s.state() for s in streams}, "skips": skips.state()}
             batch["_data_state"] = {"batch": k, "slot": v, "state": state}
             yield batch
-        # A persistent worker keeps this copy of the dataset: its next epoch continues from here. The loader
-        # reuses the workers only when each will serve the same slot again (see _TrainLoader.__iter__).
-        self.start = {"batches": end, "slots": {v: state} if state else {}, "carry": self.start.get("carry") or {}}
+        self._resume = StreamPosition(end, {v: state} if state else {}, pos.carry)
 
 
 class EvalStream(IterableDataset):
@@ -103,6 +106,24 @@ class EvalStream(IterableDataset):
         self.source, self.audio, self.opts, self.batch_size = source, audio, opts, batch_size
         self.rank, self.world, self.tokenize = rank, world, tokenize
         self.skips = SkipCounter()
+        self.n_batches: int | None = None
+
+    def count_batches(self, n_workers: int) -> None:
+        """The batches this rank's `n_workers` loader workers yield, from sizes.json (progress bars show
+        `k/n`, not `k/?`). An upper bound: skipped samples only shorten the last batches. Left unknown
+        when some shard has no count (remote shards), so no sample is ever cut off. At least 1: a rank
+        whose share is empty must still run the evaluation loop (its end gathers from every rank)."""
+        sizes = read_sizes(self.source.shards)
+        if sizes is None:
+            return
+        mine = self.source.shards[self.rank :: self.world]
+        per_worker = [sum(sizes[s] for s in mine[w::n_workers]) for w in range(max(1, n_workers))]
+        self.n_batches = max(1, sum(-(-n // self.batch_size) for n in per_worker))
+
+    def __len__(self) -> int:
+        if self.n_batches is None:
+            raise TypeError("this eval stream's length is unknown (no sizes.json)")
+        return self.n_batches
 
     def __iter__(self):
         info = get_worker_info()

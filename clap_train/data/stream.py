@@ -70,8 +70,9 @@ def read_shard(url: str, skips: SkipCounter, max_member_bytes: int) -> Iterator[
 def decode_sample(raw: dict, src: SourceSpec, audio: AudioSpec, train: bool, rng: np.random.Generator | None) -> dict:
     ext, data = find_audio(raw)
     captions, tags = decode_captions(raw, src.caption_key, src.tag_key, src.tag_templates or None)
-    wav, n, longer = decode_audio(data, audio, audio.train_crop if train else audio.eval_crop, rng, ext)
-    out = {"audio": wav, "audio_len": n, "longer": longer, "key": raw["__key__"], "tags": tags, "source": src.name}
+    # (the fusion towers' "longer" flag is the model's to compute, from audio_len: audio/fusion.py)
+    wav, n, _ = decode_audio(data, audio, audio.train_crop if train else audio.eval_crop, rng, ext)
+    out = {"audio": wav, "audio_len": n, "key": raw["__key__"], "tags": tags, "source": src.name}
     if train:
         out["caption"] = captions[int(rng.integers(len(captions)))]
     else:

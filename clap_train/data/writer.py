@@ -17,8 +17,8 @@ import soundfile as sf
 
 from clap_train.atomic import atomic_path, write_atomic
 
-# codec -> (member extension, libsndfile container, subtype). FLAC is LAION's; 16-bit WAV decodes ~6x
-# cheaper for 1.3-2x FLAC's bytes (docs/PERFORMANCE.md, "Data feed"); the lossy three are ~5x smaller.
+# codec -> (member extension, libsndfile container, subtype). FLAC is LAION's; 16-bit WAV decodes cheaper
+# for more bytes, the lossy three are smaller (docs/PERFORMANCE.md, "Data feed", has the figures).
 CODECS = {
     "flac": ("flac", "FLAC", "PCM_16"),
     "pcm16": ("wav", "WAV", "PCM_16"),

@@ -116,6 +116,10 @@ class TextTower(nn.Module):
             self.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         self.freeze(freeze_layers, freeze_embeddings)
 
+    def wrap_units(self) -> list[nn.Module]:
+        """The transformer's layers: each is one FSDP unit (strategies.shard_model), whatever the model family."""
+        return list(_layers(self.model))
+
     def freeze(self, n_layers: int, embeddings: bool) -> None:
         """Freeze the embeddings and/or the first n transformer layers (cheaper steps, less forgetting)."""
         if embeddings or n_layers:

@@ -3,7 +3,8 @@ import os
 import pytest
 import torch
 
-from clap_train.data.datamodule import ClapDataModule, ConfigError
+from clap_train.config import ConfigError
+from clap_train.data.datamodule import ClapDataModule
 
 
 def make_dm(root, workers=2, steps_per_epoch=5, **kw):
@@ -42,7 +43,7 @@ def test_epoch_has_its_length_and_batches_are_well_formed(synth_root, tokenize):
     assert len(batches) == 5
     for b in batches:
         assert b["audio"].shape == (6, 8000) and b["audio"].dtype == torch.int16  # data.audio.transport
-        assert b["text"]["input_ids"].shape[0] == 6 and b["longer"].dtype == torch.bool
+        assert b["text"]["input_ids"].shape[0] == 6 and "longer" not in b  # the model computes it
     keys = [k for b in batches for k in b["key"]]
     assert len(set(zip(keys, [s for b in batches for s in b["source"]]))) == len(keys)  # no repeats in an epoch
     assert {s for b in batches for s in b["source"]} == {"sentences", "tags"}
@@ -124,3 +125,12 @@ def test_persistent_workers_give_the_same_batches_and_resume_exactly(synth_root,
     resumed = take(dl2) + take(dl2) + take(dl2)
     flat = [b for w in want for b in w][3:]
     assert keys(resumed) == keys(flat)
+
+
+def test_eval_loaders_know_their_length(synth_root, tokenize):
+    """Validation progress shows k/n: each eval loader's length is its batches on this rank, from sizes.json."""
+    dm = make_dm(synth_root).bind(tokenize)
+    dm.setup("fit")
+    for loader in dm.val_dataloader():
+        n = sum(1 for _ in loader)
+        assert len(loader) == n >= 1

@@ -7,10 +7,12 @@ import shutil
 
 import pytest
 
+from clap_train.config import ConfigError
 from clap_train.data import datasets as ds_mod
-from clap_train.data.datamodule import ClapDataModule, ConfigError, expand_laion
+from clap_train.data.datamodule import ClapDataModule
 from clap_train.data.decode import AudioSpec
 from clap_train.data.shards import count_samples, ensure_sizes, expand_shards
+from clap_train.data.sources import expand_laion
 from clap_train.data.stream import SourceSpec, StreamOpts
 
 AUDIO = AudioSpec(sample_rate=16000, clip_seconds=0.1)

@@ -5,9 +5,9 @@ import glob
 import tarfile
 import warnings
 
-from clap_train.data.datamodule import _TrainLoader
 from clap_train.data.datasets import TrainStream
 from clap_train.data.decode import AudioSpec
+from clap_train.data.loader import TrainLoader as _TrainLoader
 from clap_train.data.shards import expand_shards
 from clap_train.data.stream import SourceSpec, StreamOpts
 
@@ -46,7 +46,7 @@ def test_two_ranks_to_one_reads_the_rest_of_the_pass_without_repeats(synth_root,
         warnings.simplefilter("always")
         loader.load_state_dict(sd)
     assert any("none is read twice" in str(x.message) for x in w)
-    carry = loader.state["carry"]["sentences"]
+    carry = loader.position.carry["sentences"]
     # each old reader had begun one group of 2 shards: 4 shards count as read, 2 remain in this pass
     assert len(carry["remaining"]) == 2
     begun = {s for s in shards if keys_of(s) & seen}  # the shuffle buffer had drawn from some of them

@@ -2,7 +2,8 @@
 
 import pytest
 
-from clap_train.data.datamodule import ClapDataModule, ConfigError
+from clap_train.config import ConfigError
+from clap_train.data.datamodule import ClapDataModule
 from clap_train.data.decode import AudioSpec
 from clap_train.data.shards import expand_shards
 from clap_train.data.skips import SkipCounter

@@ -80,7 +80,7 @@ def test_published_recipe_and_finetune_presets():
     assert cfg.data.audio.sample_rate == 48000 and cfg.model.frontend.sample_rate == 48000
     # sized for 8 x 80 GB: LAION's 96 clips per GPU per (micro-)batch, small sources resampled
     assert cfg.data.batch_size // (8 * cfg.optim.accumulate) == 96 and cfg.data.laion.resample == "auto"
-    from clap_train.data.datamodule import ConfigError
+    from clap_train.config import ConfigError
     from clap_train.run import run
 
     with pytest.raises(ConfigError, match="needs init_from set"):

@@ -167,7 +167,7 @@ def test_requeue_resumes_past_a_corrupted_newest_checkpoint(fast_run, tmp_path, 
 
 
 def test_init_from_other_sample_rate_is_a_clear_error(fast_run, tmp_path, data_root):
-    from clap_train.data.datamodule import ConfigError
+    from clap_train.config import ConfigError
     from clap_train.run import run
 
     src = os.path.join(fast_run[1]["run_dir"], "checkpoints", "last.ckpt")

@@ -14,7 +14,6 @@ from contextlib import nullcontext
 
 import lightning as L
 import torch
-import torch.nn.functional as F
 
 from clap_train import watchdog
 from clap_train.compile import CompileConfig, compile_towers
@@ -28,7 +27,14 @@ from clap_train.model import CLAP, build_model
 from clap_train.optim import OptimConfig, build_optimizer, build_scheduler, total_steps
 from clap_train.rng import gather_rng_states, own_rng_state, restore_rng_state
 from clap_train.secrets import redact
-from clap_train.step import agreed_step, contrastive_backward, count_nonfinite, deepspeed_step, grad_sync_blocker
+from clap_train.step import (
+    agreed_step,
+    contrastive_backward,
+    count_nonfinite,
+    deepspeed_step,
+    grad_sync_blocker,
+    log_step,
+)
 from clap_train.strategies import (
     deepspeed_config,
     fill_deepspeed_config,
@@ -109,22 +115,23 @@ class ClapLit(L.LightningModule):
         watchdog.mark(f"end of {stage}")
 
     def on_validation_start(self):
-        watchdog.mark(f"validation at step {self.global_step}")
-        self._full_weights_for_eval(True)
-
-    def on_validation_end(self):
-        self._full_weights_for_eval(False)
+        self._eval_weights(f"validation at step {self.global_step}")
 
     def on_test_start(self):
-        watchdog.mark("test")
-        self._full_weights_for_eval(True)
+        self._eval_weights("test")
+
+    def on_validation_end(self):
+        self._eval_weights(None)
 
     def on_test_end(self):
-        self._full_weights_for_eval(False)
+        self._eval_weights(None)
 
-    def _full_weights_for_eval(self, on: bool) -> None:
+    def _eval_weights(self, what: str | None) -> None:
+        """Evaluation (`what`) starts with full weights under FSDP2; at its end (None) they are sharded again."""
+        if what is not None:
+            watchdog.mark(what)
         if self._sharded():
-            full_weights_for_eval(self.model, on, self._reshard_after_forward())
+            full_weights_for_eval(self.model, what is not None, self._reshard_after_forward())
 
     # --- training ------------------------------------------------------------------------------------
     def _no_grad_sync(self):
@@ -137,42 +144,36 @@ class ClapLit(L.LightningModule):
         )
 
     def training_step(self, batch: dict, batch_idx: int):
+        """The training step's stages, in order, and why that order."""
         opt, sched = self.optimizers(), self.lr_schedulers()
+        # 1. gradients cleared first: a skipped step (below) must not leak into the next
         opt.zero_grad(set_to_none=True)
+        # 2. forward and backward of the whole batch's loss (GradCache over micro-batches), under the
+        #    collective watchdog (it holds feature gathers and gradient reductions); the FLOPs counted once
         count = self.flops_per_step is None
         what = f"step {self.global_step}'s forward and backward (feature gathers, gradient reduction)"
         with flop_counter() if count else nullcontext() as fc, watchdog.watch(what):
             loss = self._loss_and_backward(batch)
         if count:
             self.flops_per_step = float(fc.get_total_flops()) if fc is not None else 0.0
+        # 3. one gradient norm, a finite check all ranks agree on, then clip + optimiser + schedule (or a skip
+        #    for every rank alike): clipping needs the reduced gradients, the schedule follows real updates
         if deepspeed_config(self._trainer) is not None:
             ok, gnorm = deepspeed_step(self, opt, sched)
         else:
             ok, gnorm = agreed_step(self, opt, sched, loss, self._sharded())
+        # 4. skips counted after the decision (a run of them stops with a checkpoint), then the logs
         count_nonfinite(self, ok)
-        bs = batch["audio"].shape[0]
-        # not prog_bar: Lightning converts progress-bar values to numbers after every batch (a host sync each
-        # step); callbacks.ProgressBar reads `last_loss` only when it redraws
-        self.last_loss = loss
-        self.log("train/loss", loss, batch_size=bs)
-        self.log("train/grad_norm", gnorm, batch_size=bs)
-        self.log("train/lr", sched.get_last_lr()[0], batch_size=bs)
-        self.log("train/logit_scale", self.model.logit_scale().detach(), batch_size=bs)
+        log_step(self, loss, gnorm, sched, batch["audio"].shape[0])
         return loss
 
     # --- evaluation ----------------------------------------------------------------------------------
-    def _eval_step(self, batch: dict) -> None:
-        a = F.normalize(self.model.audio_features(batch["audio"], batch["audio_len"]), dim=-1).float().cpu()
-        t = F.normalize(self.model.text_features(batch["text"]), dim=-1).float().cpu()
-        self.evals.add(
-            batch["source"][0], batch["key"], a, t, batch["caption_owner"].cpu(), batch["tags"], batch["captions"]
-        )
-
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
-        self._eval_step(batch)
+        a, t, _ = self.model(batch)
+        self.evals.add(batch, a, t)
 
     def test_step(self, batch, batch_idx, dataloader_idx=0):
-        self._eval_step(batch)
+        self.validation_step(batch, batch_idx, dataloader_idx)
 
     def on_validation_epoch_end(self):
         self._eval_epoch_end("val")
@@ -180,22 +181,21 @@ class ClapLit(L.LightningModule):
     def on_test_epoch_end(self):
         self._eval_epoch_end("test")
 
-    def class_embeddings(self, classes: list[str]) -> torch.Tensor:
-        """Prompt-ensemble text embedding per class (templates averaged, then re-normalised)."""
-        return self.model.class_embeddings(classes, self.eval_cfg.templates).float().cpu()
-
     def _eval_epoch_end(self, stage: str) -> None:
         dm = getattr(self.trainer, "datamodule", None)
         # every source the loaders had, not only those this rank saw batches of: the gather is a collective,
         # and a rank whose share of a small eval set is empty must still take part
         sources = list((getattr(dm, "eval_sources", {}) or {}).get(stage, []))
         results, self.eval_arrays[stage] = self.evals.finish(
-            sources, self.model.embed_dim, getattr(dm, "zeroshot", {}) or {}, self.class_embeddings, stage
+            sources, self.model.embed_dim, getattr(dm, "zeroshot", {}) or {}, self._class_embeddings, stage
         )
         for src, m in results.items():
             for k, v in m.items():
                 self.log(f"{stage}/{src}/{k}", v, add_dataloader_idx=False, sync_dist=False, rank_zero_only=False)
         self.last_eval[stage] = {f"{stage}/{s}/{k}": v for s, m in results.items() for k, v in m.items()}
+
+    def _class_embeddings(self, classes: list[str]) -> torch.Tensor:
+        return self.model.class_embeddings(classes, self.eval_cfg.templates).float().cpu()
 
     # --- checkpoints ---------------------------------------------------------------------------------
     def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):

@@ -156,3 +156,13 @@ def count_nonfinite(lit, ok: bool) -> None:
             f"{lit.nonfinite_in_a_row} optimiser steps in a row had a non-finite loss or gradient; stopping. "
             f"The last good state is in {path} (lower optim.lr, or check the data)"
         )
+
+
+def log_step(lit, loss: torch.Tensor, gnorm: torch.Tensor, sched, batch_size: int) -> None:
+    """The step's curves. Not on the progress bar: Lightning converts those values to numbers after every
+    batch (a host sync each step); callbacks.ProgressBar reads `last_loss` only when it redraws."""
+    lit.last_loss = loss
+    lit.log("train/loss", loss, batch_size=batch_size)
+    lit.log("train/grad_norm", gnorm, batch_size=batch_size)
+    lit.log("train/lr", sched.get_last_lr()[0], batch_size=batch_size)
+    lit.log("train/logit_scale", lit.model.logit_scale().detach(), batch_size=batch_size)

@@ -250,6 +250,28 @@ class PatchEmbed(nn.Module):
         return self.norm(x.flatten(2).transpose(1, 2))
 
 
+def swin_stages(
+    embed_dim, depths, num_heads, grid, window_size, mlp_ratio, qkv_bias, drops, checkpointing
+) -> nn.ModuleList:
+    """The Swin stages: widths double and the token grid halves per stage; stochastic depth grows linearly
+    over all blocks (as the reference)."""
+    drop_rate, attn_drop_rate, drop_path_rate = drops
+    n = sum(depths)
+    dpr = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]
+    stages = nn.ModuleList()
+    for i, (depth, heads) in enumerate(zip(depths, num_heads)):
+        res = grid // 2**i
+        block_drops = dpr[sum(depths[:i]) : sum(depths[: i + 1])]
+        last = i == len(depths) - 1
+        stages.append(
+            Stage(
+                embed_dim * 2**i, (res, res), depth, heads, window_size, mlp_ratio, qkv_bias, drop_rate,
+                attn_drop_rate, block_drops, not last, checkpointing,
+            )
+        )  # fmt: skip
+    return stages
+
+
 class HTSAT(AudioEncoder):
     block_type = SwinBlock
 
@@ -292,27 +314,10 @@ class HTSAT(AudioEncoder):
         self.patch_embed = PatchEmbed(embed_dim, patch_size, patch_stride, fusion)
         self.pos_drop = nn.Dropout(drop_rate)
         grid = spec_size // patch_stride
-        n = sum(depths)
-        dpr = [drop_path_rate * i / max(n - 1, 1) for i in range(n)]  # linear in depth, as the reference
-        self.layers = nn.ModuleList()
-        for i, (depth, heads) in enumerate(zip(depths, num_heads)):
-            res = grid // 2**i
-            self.layers.append(
-                Stage(
-                    embed_dim * 2**i,
-                    (res, res),
-                    depth,
-                    heads,
-                    window_size,
-                    mlp_ratio,
-                    qkv_bias,
-                    drop_rate,
-                    attn_drop_rate,
-                    dpr[sum(depths[:i]) : sum(depths[: i + 1])],
-                    i < len(depths) - 1,
-                    gradient_checkpointing,
-                )
-            )
+        drops = (drop_rate, attn_drop_rate, drop_path_rate)
+        self.layers = swin_stages(
+            embed_dim, depths, num_heads, grid, window_size, mlp_ratio, qkv_bias, drops, gradient_checkpointing
+        )
         self.frame_dim = self.out_dim = embed_dim * 2 ** (len(depths) - 1)
         self.norm = nn.LayerNorm(self.out_dim)
         self.final_grid = grid // 2 ** (len(depths) - 1)

@@ -11,17 +11,15 @@ from collections.abc import Mapping
 from typing import Any
 
 import lightning as L
-import torch
 from torch.utils.data import DataLoader
 
 from clap_train.config import ConfigError, build, check_number, micro_batch
 from clap_train.data.collate import Tokenize
-from clap_train.data.datasets import EvalStream, TrainStream, worker_init
+from clap_train.data.datasets import EvalStream, TrainStream
 from clap_train.data.decode import AudioSpec
-from clap_train.data.loader import TrainLoader, check_loader_options
-from clap_train.data.make_shards import find_classes_file
+from clap_train.data.loader import LoaderOptions, TrainLoader, loader_kwargs
 from clap_train.data.shards import ensure_sizes
-from clap_train.data.sources import load_classes, parse_sources, stage_sources, what_key
+from clap_train.data.sources import parse_sources, stage_sources, what_key, zeroshot_classes
 from clap_train.data.startup_checks import check_shared_memory, check_sources, resolve_resample
 from clap_train.data.stream import SourceSpec, StreamOpts
 from clap_train.data.synthetic import SyntheticSpec, ensure_synthetic
@@ -65,12 +63,7 @@ class ClapDataModule(L.LightningDataModule):
         self.audio = AudioSpec(**dict(audio or {}))
         self.opts = StreamOpts(**dict(stream or {}))
         self.tag_templates = list(tag_templates or ["{}"])
-        check_loader_options(pin_memory, persistent_workers, multiprocessing_context, prefetch_factor)
-        self.loader_opts = {
-            "pin_memory": pin_memory,
-            "multiprocessing_context": multiprocessing_context,
-            "persistent_workers": persistent_workers,
-        }
+        self.loader = LoaderOptions(pin_memory, persistent_workers, multiprocessing_context, prefetch_factor)
         self.prefetch_factor = prefetch_factor
         self.resolve_loader_opts(gpu=False)
         self.tokenize: Tokenize | None = None
@@ -103,12 +96,9 @@ class ClapDataModule(L.LightningDataModule):
         cfg = self.cfg_val if stage == "val" else self.cfg_test
         specs = parse_sources(cfg, what_key(stage), self.tag_templates)
         for spec in specs:
-            c = cfg.get(spec.name) or {}
-            found = c.get("zeroshot_classes") or find_classes_file(spec.shards)  # make-shards writes classes.json
-            if found:
-                self.zeroshot[spec.name] = load_classes(found)
-                if not c.get("zeroshot_classes"):
-                    log.info("data.%s.%s: zero-shot classes from %s", what_key(stage), spec.name, found)
+            classes = zeroshot_classes(cfg.get(spec.name) or {}, spec, what_key(stage))
+            if classes is not None:
+                self.zeroshot[spec.name] = classes
         return specs
 
     def train_samples(self) -> int | None:
@@ -124,13 +114,7 @@ class ClapDataModule(L.LightningDataModule):
         return max(1, n // self.batch_size)
 
     def resolve_loader_opts(self, gpu: bool) -> None:
-        """`auto` loader options for where the run trains: pinned memory, forkserver workers that live across
-        epochs on a GPU; plain forked workers on CPU (pinning there only costs a copy)."""
-        o = self.loader_opts
-        self.pin_memory = gpu if o["pin_memory"] == "auto" else o["pin_memory"]
-        self.persistent_workers = gpu if o["persistent_workers"] == "auto" else o["persistent_workers"]
-        mp = o["multiprocessing_context"]
-        self.mp_context = ("forkserver" if gpu else None) if mp == "auto" else mp
+        self.pin_memory, self.persistent_workers, self.mp_context = self.loader.resolve(gpu)
 
     def setup(self, stage: str | None = None) -> None:
         if self.trainer is not None:
@@ -141,22 +125,8 @@ class ClapDataModule(L.LightningDataModule):
 
     # --- loaders ------------------------------------------------------------------------------------
     def _loader_kw(self, workers: int) -> dict:
-        # Our streams seed themselves; a private generator keeps DataLoader from drawing its worker base
-        # seed from the global torch RNG, so creating loaders (e.g. for validation) never shifts the
-        # training RNG (dropout, SpecAugment) and a resume at any step replays it exactly.
-        kw: dict[str, Any] = {
-            "num_workers": workers,
-            "pin_memory": self.pin_memory,
-            "generator": torch.Generator().manual_seed(int(self.opts.seed)),
-        }
-        if workers:
-            kw.update(
-                worker_init_fn=worker_init,
-                prefetch_factor=self.prefetch_factor,
-                multiprocessing_context=self.mp_context,
-                persistent_workers=self.persistent_workers,
-            )
-        return kw
+        resolved = (self.pin_memory, self.persistent_workers, self.mp_context)
+        return loader_kwargs(workers, int(self.opts.seed), self.prefetch_factor, resolved)
 
     def resolve_resample(self, specs: list[SourceSpec]) -> list[SourceSpec]:
         return resolve_resample(specs, self.world * max(1, self.num_workers))
@@ -191,9 +161,6 @@ class ClapDataModule(L.LightningDataModule):
             ds.count_batches(max(1, workers))
             loaders.append(DataLoader(ds, batch_size=None, **self._loader_kw(workers)))
         return loaders
-
-    def eval_source_names(self, stage: str) -> list[str]:
-        return [s.name for s in self.eval_specs(stage)]
 
     def val_dataloader(self):
         return self._eval_loaders("val")

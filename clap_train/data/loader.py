@@ -4,11 +4,14 @@ state (the `_Stateful` protocol), so a resumed run reads exactly the batches an 
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
+from typing import Any
 
+import torch
 from torch.utils.data import DataLoader
 
 from clap_train.config import ConfigError
-from clap_train.data.datasets import TrainStream
+from clap_train.data.datasets import TrainStream, worker_init
 from clap_train.data.position import StreamPosition
 from clap_train.distributed import gather_objects
 
@@ -111,14 +114,52 @@ class TrainLoader(DataLoader):
 MP_CONTEXTS = ("auto", None, "fork", "spawn", "forkserver")
 
 
-def check_loader_options(pin_memory, persistent_workers, multiprocessing_context, prefetch_factor) -> None:
-    for key, v in (("pin_memory", pin_memory), ("persistent_workers", persistent_workers)):
-        if not isinstance(v, bool) and v != "auto":
-            raise ConfigError(f"data.{key}={v!r}; valid choices: true, false, auto (on for GPU runs)")
-    if multiprocessing_context not in MP_CONTEXTS:
-        raise ConfigError(
-            f"data.multiprocessing_context={multiprocessing_context!r}; valid choices: "
-            f"{', '.join(str(c) for c in MP_CONTEXTS)} (auto: forkserver on GPU)"
+@dataclass(frozen=True)
+class LoaderOptions:
+    """The DataLoader settings of `data.*`, checked when built; `auto` resolves to where the run trains:
+    pinned memory and forkserver workers that live across epochs on a GPU, plain forked workers on CPU
+    (pinning there only costs a copy)."""
+
+    pin_memory: bool | str = "auto"
+    persistent_workers: bool | str = "auto"
+    multiprocessing_context: str | None = "auto"
+    prefetch_factor: int = 2
+
+    def __post_init__(self):
+        for key in ("pin_memory", "persistent_workers"):
+            v = getattr(self, key)
+            if not isinstance(v, bool) and v != "auto":
+                raise ConfigError(f"data.{key}={v!r}; valid choices: true, false, auto (on for GPU runs)")
+        if self.multiprocessing_context not in MP_CONTEXTS:
+            raise ConfigError(
+                f"data.multiprocessing_context={self.multiprocessing_context!r}; valid choices: "
+                f"{', '.join(str(c) for c in MP_CONTEXTS)} (auto: forkserver on GPU)"
+            )
+        pf = self.prefetch_factor
+        if isinstance(pf, bool) or not isinstance(pf, int) or pf < 1:
+            raise ConfigError(f"data.prefetch_factor={pf!r}: must be a whole number >= 1")
+
+    def resolve(self, gpu: bool) -> tuple[bool, bool, str | None]:
+        """(pin_memory, persistent_workers, multiprocessing context) for a GPU or a CPU run."""
+        mp = self.multiprocessing_context
+        return (
+            gpu if self.pin_memory == "auto" else self.pin_memory,
+            gpu if self.persistent_workers == "auto" else self.persistent_workers,
+            ("forkserver" if gpu else None) if mp == "auto" else mp,
         )
-    if isinstance(prefetch_factor, bool) or not isinstance(prefetch_factor, int) or prefetch_factor < 1:
-        raise ConfigError(f"data.prefetch_factor={prefetch_factor!r}: must be a whole number >= 1")
+
+
+def loader_kwargs(workers: int, seed: int, prefetch_factor: int, resolved: tuple) -> dict:
+    """DataLoader keywords. Our streams seed themselves; a private generator keeps DataLoader from drawing
+    its worker base seed from the global torch RNG, so creating loaders (e.g. for validation) never shifts
+    the training RNG (dropout, SpecAugment) and a resume at any step replays it exactly."""
+    pin, persistent, mp = resolved
+    kw: dict[str, Any] = {"num_workers": workers, "pin_memory": pin, "generator": torch.Generator().manual_seed(seed)}
+    if workers:
+        kw.update(
+            worker_init_fn=worker_init,
+            prefetch_factor=prefetch_factor,
+            multiprocessing_context=mp,
+            persistent_workers=persistent,
+        )
+    return kw

@@ -5,14 +5,18 @@ shard list, the mixing weight) when the loaders are built."""
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import warnings
 from collections.abc import Mapping
 from typing import Any
 
 from clap_train.config import ConfigError, build, check_number
+from clap_train.data.make_shards import find_classes_file
 from clap_train.data.shards import ensure_sizes, expand_shards
 from clap_train.data.stream import SourceSpec
+
+log = logging.getLogger("clap_train.data")
 
 
 @dataclasses.dataclass
@@ -143,6 +147,17 @@ def load_classes(spec) -> list[str]:
         with open(spec) as f:
             return list(json.load(f))
     return [str(c) for c in spec]
+
+
+def zeroshot_classes(entry: Mapping, spec: SourceSpec, what: str) -> list[str] | None:
+    """An eval source's zero-shot classes: its `zeroshot_classes`, else the classes.json that make-shards
+    writes beside the shards, else None (retrieval only)."""
+    found = entry.get("zeroshot_classes") or find_classes_file(spec.shards)
+    if not found:
+        return None
+    if not entry.get("zeroshot_classes"):
+        log.info("data.%s.%s: zero-shot classes from %s", what, spec.name, found)
+    return load_classes(found)
 
 
 def stage_sources(laion, sources, val_sources, test_sources, train_shards, val_shards, test_shards):

@@ -15,24 +15,16 @@ class EvalAccumulator:
     def __init__(self):
         self.store: dict[str, dict] = {}
 
-    def add(
-        self,
-        source: str,
-        keys: list,
-        audio: torch.Tensor,
-        text: torch.Tensor,
-        owner: torch.Tensor,
-        tags: list,
-        captions: list,
-    ) -> None:
-        st = self.store.setdefault(source, {f: [] for f in FIELDS})
+    def add(self, batch: dict, audio: torch.Tensor, text: torch.Tensor) -> None:
+        """One eval batch (of one source) and its normalised embeddings, kept on the CPU in fp32."""
+        st = self.store.setdefault(batch["source"][0], {f: [] for f in FIELDS})
         offset = len(st["keys"])
-        st["keys"] += keys
-        st["tags"] += tags
-        st["captions"] += captions
-        st["audio"].append(audio)
-        st["text"].append(text)
-        st["owner"].append(owner + offset)
+        st["keys"] += batch["key"]
+        st["tags"] += batch["tags"]
+        st["captions"] += batch["captions"]
+        st["audio"].append(audio.float().cpu())
+        st["text"].append(text.float().cpu())
+        st["owner"].append(batch["caption_owner"].cpu() + offset)
 
     def finish(self, sources: list[str], dim: int, classes_by_source: dict, embed_classes, stage: str):
         """Metrics per source (and their mean) and the gathered arrays the pictures are drawn from. Every

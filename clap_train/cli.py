@@ -182,13 +182,10 @@ def cmd_embed(args) -> int:
 
 
 def cmd_retrieve(args) -> int:
-    from clap_train.tools.retrieve import audio_to_text, format_ranked, read_captions, text_to_audio
+    from clap_train.tools.retrieve import format_ranked, read_captions, search
 
-    model = _model(args)
-    if args.query:
-        res = text_to_audio(model, args.audio, args.query, args.k, args.batch_size, _progress())
-    else:
-        res = audio_to_text(model, args.audio, read_captions(args.captions), args.k, args.batch_size, _progress())
+    texts, direction = (args.query, "text->audio") if args.query else (read_captions(args.captions), "audio->text")
+    res = search(_model(args), args.audio, texts, direction, args.k, args.batch_size, _progress())
     print(format_ranked(res))
     _write_json(res, args.json)
     return 0

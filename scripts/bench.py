@@ -216,7 +216,7 @@ def bench_data(a) -> None:
 def bench_frontend(a) -> None:
     from transformers import ClapFeatureExtractor
 
-    from clap_train.audio.frontend import LogMel
+    from clap_train.audio.frontend import LAION_FRONTEND, LogMel
 
     B = 4 if a.quick else 32
     print(
@@ -224,16 +224,7 @@ def bench_frontend(a) -> None:
         flush=True,
     )
     wav = torch.randn(B, 480000) * 0.1
-    ours = LogMel(
-        sample_rate=48000,
-        n_fft=1024,
-        win_length=1024,
-        hop_length=480,
-        n_mels=64,
-        f_min=50,
-        f_max=14000,
-        mel_scale="slaney",
-    ).to(a.device)
+    ours = LogMel(**LAION_FRONTEND, mel_scale="slaney").to(a.device)
     fe = ClapFeatureExtractor(
         feature_size=64,
         sampling_rate=48000,
@@ -336,35 +327,15 @@ def bench_tower(a, peak: float) -> None:
 
 
 # --- whole training step ---------------------------------------------------------------------------------
-def _roberta_dir(d: str, layers: int) -> str:
-    """RoBERTa-base's shape (random weights) beside a tokenizer trained here: no download, no MiniLM package,
-    so it also runs on a GPU machine without either."""
-    from clap_train.text.offline import make_roberta_dir
+def step_model_cfg(d: str, layers: int) -> dict:
+    """HTS-AT-tiny + a RoBERTa-base-shaped text tower of `layers` layers (random weights, tokenizer written to
+    `d`: no download) at 10 s / 48 kHz with LAION's log-mel: the step measured here (and the one
+    scripts/feed.py sizes a GPU's appetite by)."""
+    from clap_train.testing import clap_cfg
+    from clap_train.text.offline import make_roberta_base_dir
 
-    return make_roberta_dir(
-        d, hidden=768, layers=layers, heads=12, max_positions=514, vocab_size=50265, intermediate=3072
-    )
-
-
-def step_model_cfg(text_dir: str) -> dict:
-    """HTS-AT-tiny + a RoBERTa-shaped text tower at 10 s / 48 kHz with LAION's log-mel: the step measured here
-    (and the one scripts/feed.py sizes a GPU's appetite by)."""
-    return {
-        "embed_dim": 512,
-        "clip_seconds": 10.0,
-        "frontend": {
-            "sample_rate": 48000,
-            "n_fft": 1024,
-            "win_length": 1024,
-            "hop_length": 480,
-            "n_mels": 64,
-            "f_min": 50.0,
-            "f_max": 14000.0,
-        },
-        "audio_encoder": {"_target_": "clap_train.audio.htsat.build_htsat", "name": "tiny", "drop_path_rate": 0.0},
-        "pooling": {"name": "mean"},
-        "text_encoder": {"name_or_path": text_dir, "pretrained": False, "pooling": "pooler", "max_length": 77},
-    }
+    htsat_tiny = {"_target_": "clap_train.audio.htsat.build_htsat", "name": "tiny", "drop_path_rate": 0.0}
+    return clap_cfg(make_roberta_base_dir(d, layers), htsat_tiny)
 
 
 def bench_step(a, peak: float) -> None:
@@ -383,9 +354,7 @@ def bench_step(a, peak: float) -> None:
     wav = torch.from_numpy(rng.standard_normal((B, 480000)).astype(np.float32) * 0.1)
     with tempfile.TemporaryDirectory() as d:
         torch.manual_seed(0)
-        lit = ClapLit(
-            step_model_cfg(_roberta_dir(d, layers)), optim={"warmup_steps": 1, "total_steps": 100, "clip_grad": 0.0}
-        )
+        lit = ClapLit(step_model_cfg(d, layers), optim={"warmup_steps": 1, "total_steps": 100, "clip_grad": 0.0})
         tok = lit.model.tokenizer([f"a sound number {i} with some words in its caption" for i in range(B)])
         batch = {"audio": wav, "audio_len": torch.full((B,), 480000), "text": tok}
         steps = a.reps + 1
@@ -398,29 +367,20 @@ def bench_step(a, peak: float) -> None:
             def on_train_batch_end(self, *args):
                 times.append(time.perf_counter() - self.t)
 
-        from torch.utils.data import DataLoader, IterableDataset
+        from clap_train.testing import bare_trainer, repeat_loader
 
-        class Same(IterableDataset):  # a plain list would be read as a list of loaders
-            def __iter__(self):
-                return iter([batch] * steps)
-
-        loader = DataLoader(Same(), batch_size=None)
         dev = torch.device(a.device)
-        trainer = L.Trainer(
+        trainer = bare_trainer(
             accelerator="gpu" if dev.type == "cuda" else "cpu",
             devices=[dev.index or 0] if dev.type == "cuda" else 1,
             precision="bf16-mixed" if a.bf16 else "32-true",
             max_steps=steps,
-            logger=False,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
             callbacks=[Timer()],
             num_sanity_val_steps=0,
             limit_val_batches=0,
         )
         lit.flops_per_step = 0.0  # counted below, outside the timed steps
-        trainer.fit(lit, train_dataloaders=loader)
+        trainer.fit(lit, train_dataloaders=repeat_loader(batch, steps))
         lit.to(dev)  # Lightning moves the module back to the CPU at the end of fit
         ours_t = statistics.median(times[1:])
         on_dev = {

@@ -116,7 +116,7 @@ def step_flops_per_sample(layers: int) -> float:
     B = 2
     with tempfile.TemporaryDirectory() as d:
         torch.manual_seed(0)
-        lit = ClapLit(bench.step_model_cfg(bench._roberta_dir(d, layers)), optim={"warmup_steps": 1, "total_steps": 10})
+        lit = ClapLit(bench.step_model_cfg(d, layers), optim={"warmup_steps": 1, "total_steps": 10})
         tok = lit.model.tokenizer(["a dog barks twice while rain falls on a tin roof nearby"] * B)
         batch = {
             "audio": torch.randn(B, int(CLIP * SR)) * 0.1,

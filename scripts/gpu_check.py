@@ -39,15 +39,8 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, REPO)
 
-SMALL_HTSAT = {
-    "_target_": "clap_train.audio.htsat.build_htsat",
-    "name": None,
-    "embed_dim": 16,
-    "depths": [2, 2],
-    "num_heads": [2, 4],
-    "window_size": 8,
-    "drop_path_rate": 0.0,
-}
+from clap_train.testing import SMALL_HTSAT, bare_trainer, clap_cfg, repeat_loader, run_train_py  # noqa: E402
+
 WORDS = [
     "a",
     "dog",
@@ -81,21 +74,11 @@ class Check:
         self.t0 = time.time()
 
     def text_tower(self) -> str:
-        from clap_train.text.offline import make_roberta_dir
+        from clap_train.text.offline import make_roberta_base_dir, make_roberta_dir
 
         if not os.path.exists(os.path.join(self.text_dir, "config.json")):
-            if self.smoke:
-                make_roberta_dir(self.text_dir)
-            else:  # RoBERTa-base's shape, vocabulary included (the embedding is 39 M of its parameters)
-                make_roberta_dir(
-                    self.text_dir,
-                    hidden=768,
-                    layers=12,
-                    heads=12,
-                    max_positions=514,
-                    vocab_size=50265,
-                    intermediate=3072,
-                )
+            # the GPU run times RoBERTa-base's shape, vocabulary included (39 M of its parameters)
+            (make_roberta_dir if self.smoke else make_roberta_base_dir)(self.text_dir)
         return self.text_dir
 
     def model_cfg(self, dropout: bool = False) -> dict:
@@ -108,25 +91,10 @@ class Check:
                 "drop_path_rate": 0.1 if dropout else 0.0,
             }
         )
-        text = {"name_or_path": self.text_tower(), "pretrained": False, "pooling": "pooler", "max_length": 77}
+        cfg = clap_cfg(self.text_tower(), enc, embed_dim=32 if self.smoke else 512)
         if not dropout:
-            text["config"] = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
-        return {
-            "embed_dim": 32 if self.smoke else 512,
-            "clip_seconds": 10.0,
-            "frontend": {
-                "sample_rate": 48000,
-                "n_fft": 1024,
-                "win_length": 1024,
-                "hop_length": 480,
-                "n_mels": 64,
-                "f_min": 50.0,
-                "f_max": 14000.0,
-            },
-            "audio_encoder": enc,
-            "pooling": {"name": "mean"},
-            "text_encoder": text,
-        }
+            cfg["text_encoder"]["config"] = {"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+        return cfg
 
     def lit(self, dropout=False, **kw):
         from clap_train.lit import ClapLit
@@ -155,11 +123,6 @@ class Check:
 
 def _fit(lit, batch, steps, device, precision="32-true", freeze_bn=False):
     import lightning as L
-    from torch.utils.data import DataLoader, IterableDataset
-
-    class Same(IterableDataset):
-        def __iter__(self):
-            return iter([batch] * steps)
 
     rec: dict = {"loss": [], "time": [], "grads": None}
 
@@ -189,18 +152,14 @@ def _fit(lit, batch, steps, device, precision="32-true", freeze_bn=False):
                 torch.cuda.synchronize()
             rec["time"].append(time.perf_counter() - self.t)
 
-    trainer = L.Trainer(
+    trainer = bare_trainer(
         accelerator="gpu" if device == "cuda" else "cpu",
         devices=1,
         max_steps=steps,
         precision=precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[Rec()],
     )
-    trainer.fit(lit, train_dataloaders=DataLoader(Same(), batch_size=None))
+    trainer.fit(lit, train_dataloaders=repeat_loader(batch, steps))
     return rec
 
 
@@ -392,14 +351,7 @@ def _train_py(c: Check, root: str, args: list[str], timeout: int = 300) -> subpr
     ]
     if c.smoke:
         base += [f"++audio_encoder.{k}={json.dumps(v)}" for k, v in SMALL_HTSAT.items() if k != "_target_"]
-    p = subprocess.run(
-        [sys.executable, os.path.join(REPO, "train.py"), *base, *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    p = run_train_py([*base, *args], root, env, timeout)
     if p.returncode:
         raise RuntimeError(f"train.py {' '.join(args)} exited {p.returncode}: {p.stderr[-2000:]}")
     return p

@@ -203,7 +203,7 @@ def part_checkpoint(a) -> dict:
     layers = 2 if a.quick else 12
     with tempfile.TemporaryDirectory(dir=a.ckpt_dir) as d:
         torch.manual_seed(0)
-        lit = ClapLit(bench.step_model_cfg(bench._roberta_dir(d, layers)), optim={"warmup_steps": 1, "total_steps": 10})
+        lit = ClapLit(bench.step_model_cfg(d, layers), optim={"warmup_steps": 1, "total_steps": 10})
         params = [p for p in lit.parameters() if p.requires_grad]
         opt = torch.optim.AdamW(params, lr=1e-4)
         for p in params:

@@ -1,4 +1,6 @@
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -11,6 +13,17 @@ from clap_train.schema import register  # noqa: E402
 register()
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_script(name: str, *args, timeout: int = 600, **env) -> subprocess.CompletedProcess:
+    """`python scripts/<name> args...` offline, as a user runs it; `env` adds variables."""
+    return subprocess.run(
+        [sys.executable, os.path.join(REPO, "scripts", name), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", **env},
+    )
 
 
 @pytest.fixture(scope="session")

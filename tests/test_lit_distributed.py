@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from clap_train.lit import ClapLit
+from clap_train.testing import bare_trainer
 from tests.test_lit import MODEL
 
 N = 8  # global batch
@@ -96,15 +97,11 @@ def test_two_ranks_equal_one_process_with_the_whole_batch(tmp_path, want, accumu
     out = str(tmp_path / "grads.pt")
     lit = module(accumulate, local_loss)
     dl = torch.utils.data.DataLoader(Captions(), batch_size=N // 2, collate_fn=Collate(lit.model.tokenizer))
-    trainer = L.Trainer(
+    trainer = bare_trainer(
         accelerator="cpu",
         devices=2,
         strategy="ddp_spawn",
         max_steps=1,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         callbacks=[SaveGrads(out)],
         num_sanity_val_steps=0,
         precision="64-true",

@@ -9,6 +9,7 @@ import torch
 
 from clap_train.compile import compile_towers
 from clap_train.lit import ClapLit
+from clap_train.testing import bare_trainer, repeat_loader
 from tests.test_model import CFG
 
 
@@ -91,30 +92,10 @@ class _Steps(L.LightningDataModule):
         return repeat_loader(self.batch, self.n)
 
 
-def repeat_loader(batch, n):
-    """A loader yielding the same ready-made batch n times (a plain list would be read as n loaders)."""
-    from torch.utils.data import DataLoader, IterableDataset
-
-    class Same(IterableDataset):
-        def __iter__(self):
-            return iter([batch] * n)
-
-    return DataLoader(Same(), batch_size=None)
-
-
 def _train(optim=None, precision="32-true", steps=3, compile=None, cfg=CFG):
     torch.manual_seed(0)
     lit = ClapLit(cfg, optim={"warmup_steps": 1, "total_steps": 10, **(optim or {})}, compile=compile)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        max_steps=steps,
-        precision=precision,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = bare_trainer(accelerator="cpu", devices=1, max_steps=steps, precision=precision)
     losses = []
 
     class Rec(L.Callback):

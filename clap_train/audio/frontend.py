@@ -8,6 +8,16 @@ from torch import nn
 from clap_train.config import ConfigError
 
 MEL_SCALES = ("slaney", "htk")
+# The official LAION-CLAP log-mel (conf/model/clap.yaml writes the same values).
+LAION_FRONTEND = {
+    "sample_rate": 48000,
+    "n_fft": 1024,
+    "win_length": 1024,
+    "hop_length": 480,
+    "n_mels": 64,
+    "f_min": 50.0,
+    "f_max": 14000.0,
+}
 MEL_NORMS = ("auto", "slaney", None)
 
 # Slaney ("auditory toolbox") mel scale: linear below 1 kHz, logarithmic above.

@@ -12,6 +12,8 @@ import re
 
 import torch
 
+from clap_train.audio.frontend import LAION_FRONTEND
+
 AUDIO = "audio_model.audio_encoder."
 # (ours, HF) suffix pairs inside one Swin block; the rest of the audio tower keeps its names.
 BLOCK_NAMES = [
@@ -128,13 +130,8 @@ def model_config(hf_config) -> tuple[dict, dict]:
         "clip_seconds": 10.0,
         "mask_padding": False,
         "frontend": {
-            "sample_rate": 48000,
-            "n_fft": 1024,
-            "win_length": 1024,
-            "hop_length": 480,
+            **LAION_FRONTEND,
             "n_mels": a.num_mel_bins,
-            "f_min": 50.0,
-            "f_max": 14000.0,
             "mel_scale": "htk" if a.enable_fusion else "slaney",
             "mel_norm": "auto",
         },

@@ -64,7 +64,6 @@ class ClapDataModule(L.LightningDataModule):
         self.opts = StreamOpts(**dict(stream or {}))
         self.tag_templates = list(tag_templates or ["{}"])
         self.loader = LoaderOptions(pin_memory, persistent_workers, multiprocessing_context, prefetch_factor)
-        self.prefetch_factor = prefetch_factor
         self.resolve_loader_opts(gpu=False)
         self.tokenize: Tokenize | None = None
         self.zeroshot: dict[str, list[str]] = {}
@@ -126,7 +125,7 @@ class ClapDataModule(L.LightningDataModule):
     # --- loaders ------------------------------------------------------------------------------------
     def _loader_kw(self, workers: int) -> dict:
         resolved = (self.pin_memory, self.persistent_workers, self.mp_context)
-        return loader_kwargs(workers, int(self.opts.seed), self.prefetch_factor, resolved)
+        return loader_kwargs(workers, int(self.opts.seed), self.loader.prefetch_factor, resolved)
 
     def resolve_resample(self, specs: list[SourceSpec]) -> list[SourceSpec]:
         return resolve_resample(specs, self.world * max(1, self.num_workers))
@@ -135,7 +134,9 @@ class ClapDataModule(L.LightningDataModule):
         specs = self.resolve_resample(self.train_specs())
         check_sources(specs, "sources", self.world, self.num_workers)
         ranks = int(getattr(self.trainer, "num_devices", 1) or 1) if self.trainer is not None else 1
-        check_shared_memory(self.audio, self.num_workers, self.prefetch_factor, self.per_rank_batch(self.world), ranks)
+        check_shared_memory(
+            self.audio, self.num_workers, self.loader.prefetch_factor, self.per_rank_batch(self.world), ranks
+        )
         ds = TrainStream(
             specs,
             self.audio,

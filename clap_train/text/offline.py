@@ -44,3 +44,11 @@ def make_roberta_dir(path, hidden=32, layers=2, heads=2, max_positions=80, vocab
         eos_token_id=2,
     ).save_pretrained(str(path))
     return str(path)
+
+
+def make_roberta_base_dir(path, layers: int = 12) -> str:
+    """RoBERTa-base's shape (hidden 768, 12 heads, its 50265-token embedding) with random weights: what the
+    speed checks time, so they measure the real text tower without a download."""
+    return make_roberta_dir(
+        path, hidden=768, layers=layers, heads=12, max_positions=514, vocab_size=50265, intermediate=3072
+    )

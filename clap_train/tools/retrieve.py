@@ -63,38 +63,28 @@ def ranked(query_emb: torch.Tensor, queries: list[str], item_emb: torch.Tensor, 
     ]
 
 
-def text_to_audio(
+DIRECTIONS = ("text->audio", "audio->text")
+
+
+def search(
     model: CLAP,
     audio_sources: list[str],
-    queries: list[str],
+    texts: list[str],
+    direction: str = "text->audio",
     k: int = 10,
     batch_size: int = 16,
     progress: Progress = no_progress,
 ) -> dict:
+    """text->audio: each query in `texts` with its k best audio items; audio->text: each audio item with its k
+    best captions from `texts`. Audio that cannot be read is listed under "skipped"."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction={direction!r}; valid choices: {', '.join(DIRECTIONS)}")
     emb, rows, skipped = audio_embeddings(model, audio_sources, batch_size, progress)
     if not rows:
         raise ValueError("no audio could be embedded" + (f" (skipped {len(skipped)})" if skipped else ""))
-    return {
-        "direction": "text->audio",
-        "queries": ranked(embed_texts(model, queries), queries, emb, rows, k),
-        "skipped": skipped,
-    }
-
-
-def audio_to_text(
-    model: CLAP,
-    audio_sources: list[str],
-    captions: list[str],
-    k: int = 10,
-    batch_size: int = 16,
-    progress: Progress = no_progress,
-) -> dict:
-    emb, rows, skipped = audio_embeddings(model, audio_sources, batch_size, progress)
-    return {
-        "direction": "audio->text",
-        "queries": ranked(emb, rows, embed_texts(model, captions), captions, k),
-        "skipped": skipped,
-    }
+    t = embed_texts(model, texts)
+    queries = ranked(t, texts, emb, rows, k) if direction == "text->audio" else ranked(emb, rows, t, texts, k)
+    return {"direction": direction, "queries": queries, "skipped": skipped}
 
 
 def read_captions(path: str) -> list[str]:

@@ -7,6 +7,7 @@ import os
 import pytest
 import torch
 
+from clap_train.testing import SMALL_HTSAT, clap_cfg
 from clap_train.text.offline import make_roberta_dir  # noqa: F401  (tests import it from here)
 
 
@@ -16,38 +17,14 @@ def roberta_dir(tmp_path_factory):
 
 
 def small_cfg(roberta_dir: str, fusion: bool = False, **audio) -> dict:
-    enc = {
-        "_target_": "clap_train.audio.htsat.build_htsat",
-        "name": None,
-        "embed_dim": 16,
-        "depths": [2, 2],
-        "num_heads": [2, 4],
-        "window_size": 8,
-        "drop_path_rate": 0.0,
-        "fusion": fusion,
-        **audio,
-    }
-    return {
-        "embed_dim": 24,
-        "logit_scale_init": 1 / 0.07,
-        "logit_scale_max": 100.0,
-        "clip_seconds": 10.0,
-        "mask_padding": False,
-        "frontend": {
-            "sample_rate": 48000,
-            "n_fft": 1024,
-            "win_length": 1024,
-            "hop_length": 480,
-            "n_mels": 64,
-            "f_min": 50.0,
-            "f_max": 14000.0,
-            "mel_scale": "auto",
-            "mel_norm": "auto",
-        },
-        "audio_encoder": enc,
-        "pooling": {"name": "mean"},
-        "text_encoder": {"name_or_path": roberta_dir, "pretrained": False, "pooling": "pooler", "max_length": 77},
-    }
+    return clap_cfg(
+        roberta_dir,
+        {**SMALL_HTSAT, "fusion": fusion, **audio},
+        embed_dim=24,
+        logit_scale_init=1 / 0.07,
+        logit_scale_max=100.0,
+        mask_padding=False,
+    )
 
 
 def small_model(roberta_dir: str, fusion: bool = False, seed: int = 0):

@@ -1,6 +1,4 @@
 import os
-import subprocess
-import sys
 import time
 
 import pytest
@@ -9,6 +7,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import open_dict
 
+from clap_train.testing import run_train_py
 from tests.conftest import REPO
 
 SMALL_DATA = [
@@ -33,14 +32,7 @@ def train_py(root, args=(), ranks: int = 2, timeout: int = 600, check: bool = Tr
         "DS_ACCELERATOR": "cpu",
     }
     t0 = time.time()
-    p = subprocess.run(
-        [sys.executable, os.path.join(REPO, "train.py"), *base, *args],
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    p = run_train_py([*base, *args], root, env, timeout)
     p.seconds = time.time() - t0
     if check:
         assert p.returncode == 0, p.stderr[-4000:]
@@ -77,18 +69,9 @@ def fast_run(tmp_path_factory, data_root):
 def default_run(tmp_path_factory):
     """`python train.py` exactly as a new user runs it (the one real learning run): (process, results)."""
     import json
-    import subprocess
-    import sys
 
     tmp = tmp_path_factory.mktemp("default_run")
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    p = subprocess.run(
-        [sys.executable, os.path.join(REPO, "train.py"), f"paths.root={tmp}"],
-        cwd=tmp,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=1200,
-    )
+    p = run_train_py([f"paths.root={tmp}"], tmp, env, timeout=1200)
     assert p.returncode == 0, p.stderr[-4000:]
     return p, json.load(open(tmp / "runs" / "default" / "results.json"))

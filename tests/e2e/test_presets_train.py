@@ -13,6 +13,7 @@ import pytest
 import torch
 
 from clap_train.audio.frontend import pcm_to_float
+from clap_train.testing import bare_trainer
 from tests.e2e.conftest import train_py
 
 STEPS = 3
@@ -134,14 +135,10 @@ def replay_one_process(rec, run_dir, dtype):
         }
 
     batches = [whole(s) for s in range(STEPS)]
-    trainer = L.Trainer(
+    trainer = bare_trainer(
         accelerator="cpu",
         devices=1,
         max_steps=STEPS,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
         num_sanity_val_steps=0,
         precision="64-true" if dtype == torch.float64 else "32-true",
         callbacks=[FreezeBatchNorm()],

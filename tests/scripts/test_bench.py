@@ -1,24 +1,16 @@
 """The benchmark script runs end to end at CI size and writes its JSON (no thresholds: machines are noisy)."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import run_script
 
 
 @pytest.mark.slow
 def test_bench_quick_writes_every_part(tmp_path):
     out = tmp_path / "bench.json"
-    proc = subprocess.run(
-        [sys.executable, os.path.join(REPO, "scripts", "bench.py"), "--quick", "--reps", "1", "--out", str(out)],
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
+    proc = run_script("bench.py", "--quick", "--reps", 1, "--out", out, timeout=900)
     assert proc.returncode == 0, proc.stderr[-3000:]
     got = json.load(open(out))
     assert got["meta"]["quick"] and got["meta"]["peak_flops"] > 0

@@ -1,35 +1,16 @@
 """The data-feed script runs at CI size: every codec measured, the GPU's appetite counted, the table written."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import run_script
 
 
 @pytest.mark.slow
 def test_feed_quick_measures_every_codec(tmp_path):
     out = tmp_path / "feed.json"
-    p = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "scripts", "feed.py"),
-            "--quick",
-            "--clips",
-            "4",
-            "--gpu-samples-per-s",
-            "900",
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    p = run_script("feed.py", "--quick", "--clips", 4, "--gpu-samples-per-s", 900, "--out", out)
     assert p.returncode == 0, p.stderr[-3000:]
     got = json.load(open(out))
     rows = got["codecs"]

@@ -2,32 +2,24 @@
 and the equalities it reports on a GPU hold here too."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import run_script
 
 
 @pytest.mark.slow
 def test_gpu_check_smoke_runs_every_section(tmp_path):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline", "OMP_NUM_THREADS": "2"}
-    p = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "scripts", "gpu_check.py"),
-            "--smoke",
-            "--batch",
-            "2",
-            "--out",
-            str(tmp_path),
-        ],
-        capture_output=True,
-        text=True,
+    p = run_script(
+        "gpu_check.py",
+        "--smoke",
+        "--batch",
+        2,
+        "--out",
+        tmp_path,
         timeout=900,
-        env=env,
+        WANDB_MODE="offline",
+        OMP_NUM_THREADS="2",
     )
     assert p.returncode == 0, (p.stdout[-3000:], p.stderr[-3000:])
     got = json.load(open(tmp_path / "gpu_check.json"))["sections"]

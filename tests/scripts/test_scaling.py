@@ -1,33 +1,16 @@
 """The scaling script runs at CI size: the gathered loss and the eval gather on 2 gloo ranks, a checkpoint."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-from tests.conftest import REPO
+from tests.conftest import run_script
 
 
 @pytest.mark.slow
 def test_scaling_quick_measures_every_part(tmp_path):
     out = tmp_path / "scaling.json"
-    p = subprocess.run(
-        [
-            sys.executable,
-            os.path.join(REPO, "scripts", "scaling.py"),
-            "--quick",
-            "--ckpt-dir",
-            str(tmp_path),
-            "--out",
-            str(out),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        env={**os.environ, "HF_HUB_OFFLINE": "1"},
-    )
+    p = run_script("scaling.py", "--quick", "--ckpt-dir", tmp_path, "--out", out)
     assert p.returncode == 0, p.stderr[-3000:]
     got = json.load(open(out))
     local, full = got["loss"]

@@ -43,3 +43,10 @@ def test_text_embeddings_and_audio_to_text(small_ckpt, small_model, messy_dir, t
     assert retrieve(small_ckpt, "--audio", f"{src}/{info['good'][0]}", "--captions", str(caps), "-k", "2") == 0
     out = capsys.readouterr().out
     assert out.splitlines()[0] == info["good"][0].split("/")[-1] and out.count(". ") == 2
+
+
+def test_unknown_direction_names_the_choices(small_model, messy_dir):
+    import pytest
+
+    with pytest.raises(ValueError, match=r"direction='sideways'; valid choices: text->audio, audio->text"):
+        search(small_model, [messy_dir[0]], ["a bell"], direction="sideways")

@@ -184,7 +184,8 @@ class EvalPictures(L.Callback):
         step = trainer.global_step
         for src, a in (getattr(pl_module, "eval_arrays", {}).get(stage) or {}).items():
             sim, clips, caps = paired_similarity(a["audio"], a["text"], a["owner"], self.n_clips)
-            name = f"{stage}_{src}_similarity"
+            stem = stage if src == stage else f"{stage}_{src}"  # data.val_shards' source is called "val"
+            name = f"{stem}_similarity"
             png = similarity_heatmap(
                 sim.numpy(),
                 [a["keys"][i] for i in clips.tolist()],
@@ -199,7 +200,7 @@ class EvalPictures(L.Callback):
                     a["prototypes"],
                     a["labels"],
                     a["classes"],
-                    self._path(f"{stage}_{src}_confusion"),
+                    self._path(f"{stem}_confusion"),
                     f"{stage}/{src} at step {step}: zero-shot",
                 )
                 self._send(trainer, f"{stage}/{src}/confusion", png, step)

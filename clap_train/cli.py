@@ -268,7 +268,7 @@ def _model_args(p) -> None:
     """What every command that loads a checkpoint takes."""
     p.add_argument("--checkpoint", required=True, help="ours (.ckpt), LAION-CLAP .pt, or a Hugging Face CLAP dir")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--batch-size", type=int, default=16, help="clips or captions per forward pass")
     p.add_argument("--tokenizer", help="RoBERTa tokenizer for a LAION .pt (default roberta-base from the hub)")
     p.add_argument(
         "--trust-checkpoint",
@@ -278,18 +278,18 @@ def _model_args(p) -> None:
 
 
 def _args_make_synthetic(p) -> None:
-    p.add_argument("out")
-    p.add_argument("--seed", type=int, default=1234)
-    p.add_argument("--sample-rate", type=int, default=32000)
-    p.add_argument("--n-train", type=int, default=3000)
-    p.add_argument("--n-valid", type=int, default=96)
-    p.add_argument("--n-test", type=int, default=240)
-    p.add_argument("--shard-size", type=int, default=250)
+    p.add_argument("out", help="folder for the synthetic shards")
+    p.add_argument("--seed", type=int, default=1234, help="the data set is a function of this seed")
+    p.add_argument("--sample-rate", type=int, default=32000, help="Hz")
+    p.add_argument("--n-train", type=int, default=3000, help="training clips")
+    p.add_argument("--n-valid", type=int, default=96, help="validation clips")
+    p.add_argument("--n-test", type=int, default=240, help="test clips")
+    p.add_argument("--shard-size", type=int, default=250, help="clips per shard")
 
 
 def _args_check_data(p) -> None:
     p.add_argument("shards", nargs="+", help="folders, globs, brace patterns or URLs")
-    p.add_argument("--caption-key", nargs="+", default=["text"])
+    p.add_argument("--caption-key", nargs="+", default=["text"], help="JSON field(s) holding the captions")
     p.add_argument("--tag-template", action="append", help="captions from tags when there is no caption")
     p.add_argument("--max-seconds", type=float, default=3600.0, help="longer clips count as bad")
     p.add_argument("--max-bad-fraction", type=float, default=0.5, help="exit 1 above this fraction")
@@ -300,7 +300,7 @@ def _args_make_shards(p) -> None:
     from clap_train.data.writer import CODECS
 
     p.add_argument("input", help="a folder (each sub-folder a class) or a CSV/JSONL with path, caption(s), label(s)")
-    p.add_argument("out_dir")
+    p.add_argument("out_dir", help="where the split folders of shards, sizes.json and classes.json go")
     p.add_argument("--sample-rate", type=int, default=48000, help="rate of the written audio (every file resampled)")
     p.add_argument(
         "--codec",
@@ -365,7 +365,7 @@ def _args_retrieve(p) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--query", action="append", help="text query (repeatable): text -> audio")
     g.add_argument("--captions", help="captions to rank for each audio file (.txt one per line, or a listing)")
-    p.add_argument("-k", type=int, default=10)
+    p.add_argument("-k", type=int, default=10, help="results per query")
     p.add_argument("--json", help="write the ranked lists here")
 
 
@@ -373,9 +373,9 @@ def _args_evaluate(p) -> None:
     _model_args(p)
     p.add_argument("--shards", nargs="+", required=True, help="folders, globs, brace patterns or URLs")
     p.add_argument("--classes", help="a,b,c or a JSON list file (default: classes.json beside the shards)")
-    p.add_argument("--no-zeroshot", action="store_true")
+    p.add_argument("--no-zeroshot", action="store_true", help="retrieval only, even when classes are found")
     p.add_argument("--template", action="append", help="prompt template (repeat for an ensemble)")
-    p.add_argument("--caption-key", nargs="+", default=["text"])
+    p.add_argument("--caption-key", nargs="+", default=["text"], help="JSON field(s) holding the captions")
     p.add_argument("--tag-template", action="append", help="captions from tags when a sample has none")
     p.add_argument("--out", help="folder for similarity.png, confusion.png, results.json")
     p.add_argument("--json", help="write the results here")
@@ -392,8 +392,8 @@ def _args_benchmark(p) -> None:
     p.add_argument(
         "--data-root", required=True, help="folder holding the data sets as downloaded (or make-shards output)"
     )
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
+    p.add_argument("--batch-size", type=int, default=16, help="clips or captions per forward pass")
     p.add_argument("--tokenizer", help="RoBERTa tokenizer for a LAION .pt (default roberta-base from the hub)")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow full pickle (trusted files only)")
     p.add_argument("--json", help="write every metric (per fold, counts, missing clips) here")
@@ -403,7 +403,7 @@ def _args_benchmark(p) -> None:
 def _args_export(p) -> None:
     p.add_argument("checkpoint", help="ours (.ckpt), LAION-CLAP .pt, or a Hugging Face CLAP dir / hub id")
     p.add_argument("out", help="output directory (hf) or file (laion, ours)")
-    p.add_argument("--format", required=True, choices=["hf", "laion", "ours"])
+    p.add_argument("--format", required=True, choices=["hf", "laion", "ours"], help="what to write")
     p.add_argument("--tokenizer", help="RoBERTa tokenizer for LAION .pt input (default roberta-base from the hub)")
     p.add_argument(
         "--trust-checkpoint",
@@ -451,11 +451,22 @@ COMMANDS = [
 ]
 
 
+class _ShowDefaults(argparse.HelpFormatter):
+    """Help lines end with the option's default where it has a real one (not None/False) not already said."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        d = action.default
+        if d in (None, False, argparse.SUPPRESS) or "default" in h or not action.option_strings:
+            return h
+        return f"{h} (default: {' '.join(map(str, d)) if isinstance(d, list | tuple) else d})"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="clap-train", description=__doc__)
     sub = ap.add_subparsers(dest="command", required=True)
     for (name, help_), add_args, func in COMMANDS:
-        p = sub.add_parser(name, help=help_)
+        p = sub.add_parser(name, help=help_, formatter_class=_ShowDefaults)
         add_args(p)
         p.set_defaults(func=func)
     args = ap.parse_args(argv)

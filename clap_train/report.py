@@ -36,13 +36,17 @@ def format_report(results: dict) -> str:
                         for s in sources
                     )
                 )
+        named = [s for s in sources if s != "mean"]
         for s in sources:
             ch = flat.get(f"{stage}/{s}/zeroshot_chance")
             top1 = flat.get(f"{stage}/{s}/zeroshot_top1")
             if ch and top1 is not None:
+                parts = named if s == "mean" else [s]  # the mean's count is the clips of all its sources
+                n = sum(int(flat.get(f"{stage}/{p}/zeroshot_n", 0)) for p in parts)
+                what = f"the mean of {len(named)} sources" if s == "mean" else s
                 lines.append(
-                    f"  zero-shot on {s}: {top1 * 100:.1f}% vs chance {ch * 100:.1f}% "
-                    f"({top1 / ch:.1f}x chance, {int(flat.get(f'{stage}/{s}/zeroshot_n', 0))} clips)"
+                    f"  zero-shot on {what}: {top1 * 100:.1f}% vs chance {ch * 100:.1f}% "
+                    f"({top1 / ch:.1f}x chance, {n} clips)"
                 )
     lines.append("")
     lines.append(f"  steps: {results.get('global_step')}   wall time: {results.get('wall_seconds', 0):.0f} s")

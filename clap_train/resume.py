@@ -29,12 +29,12 @@ def find_resume(cfg: DictConfig, ckpt_dir: str) -> str | None:
     return None
 
 
-def prepare_resume(cfg: DictConfig, run_dir: str, model, is_global_zero: bool) -> str | None:
-    """The checkpoint to resume from (or None), after checking it fits `model`; metrics.csv rows the
-    interrupted run logged after it are dropped (the resumed run logs those steps again)."""
+def prepare_resume(cfg: DictConfig, run_dir: str, model, is_global_zero: bool) -> tuple[str | None, int]:
+    """The checkpoint to resume from (or None) and its step, after checking it fits `model`; metrics.csv
+    rows the interrupted run logged after it are dropped (the resumed run logs those steps again)."""
     path = find_resume(cfg, os.path.join(run_dir, "checkpoints"))
     if not path:
-        return None
+        return None, 0
     log.info("resuming from %s", path)
     ck = read_checkpoint(path, mmap=True, trust=bool(cfg.get("trust_checkpoint")))
     try:
@@ -43,7 +43,20 @@ def prepare_resume(cfg: DictConfig, run_dir: str, model, is_global_zero: bool) -
         raise ConfigError(str(e)) from None
     if is_global_zero:
         _drop_logged_after(run_dir, ck)
-    return path
+    return path, int(ck.get("global_step", 0))
+
+
+def finished_results(cfg: DictConfig, run_dir: str, step: int, target: int | None) -> dict | None:
+    """A re-launch of a run that already finished: the results.json it wrote at the resumed step, when the
+    config asks for no more steps (resuming would only test again and overwrite it). None otherwise."""
+    path = os.path.join(run_dir, "results.json")
+    if cfg.get("ckpt_path") or target is None or step < target or not os.path.exists(path):
+        return None
+    import json
+
+    with open(path) as f:
+        results = json.load(f)
+    return results if int(results.get("global_step", -1)) == step else None
 
 
 def _drop_logged_after(run_dir: str, ck: dict) -> None:

@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import time
-import warnings
 
 import lightning as L
 import torch
@@ -25,25 +24,18 @@ from clap_train.checkpoints.io import AtomicCheckpointIO
 from clap_train.checkpoints.load import init_weights
 from clap_train.config import ConfigError, micro_batch
 from clap_train.config import instantiate as build  # a ConfigError from a constructor stays one line
+from clap_train.console import quiet_console
 from clap_train.data.datamodule import ClapDataModule
 from clap_train.lit import ClapLit
 from clap_train.preemption import Preemption
 from clap_train.report import format_report
-from clap_train.resume import prepare_resume
+from clap_train.resume import finished_results, prepare_resume
 from clap_train.schema import Checked, validate
 from clap_train.secrets import redact
 
 log = logging.getLogger("clap_train")
 
-# Warnings that do not apply to this design: our IterableDataset gives every worker its own slot and
-# length, and with manual optimisation the checkpoint is taken after the step on purpose.
-for _msg in (
-    ".*`IterableDataset` has `__len__` defined.*",
-    ".*ModelCheckpoint with manual optimization.*",
-    ".*isinstance\\(treespec, LeafSpec\\)` is deprecated.*",
-    ".*module\\(s\\) in eval mode at the start of training.*",  # frozen stages stay in eval on purpose
-):
-    warnings.filterwarnings("ignore", message=_msg)
+quiet_console()
 
 
 def plain(node) -> dict:
@@ -64,7 +56,16 @@ def run(cfg: DictConfig) -> dict:
     with open(os.path.join(run_dir, "config.yaml"), "w") as f:  # resolved, with secrets masked
         f.write(OmegaConf.to_yaml(OmegaConf.create(redact(plain(cfg)))))
 
-    resume = prepare_resume(cfg, run_dir, lit.model, trainer.is_global_zero)
+    resume, step = prepare_resume(cfg, run_dir, lit.model, trainer.is_global_zero)
+    done = finished_results(cfg, run_dir, step, target_steps(trainer, dm))
+    if done is not None:
+        log.info(
+            "this run finished at step %d (results: %s); nothing to do. To train on, raise trainer.max_epochs or "
+            "trainer.max_steps; to start over, resume=never",
+            step,
+            os.path.join(run_dir, "results.json"),
+        )
+        return done
     trainer.fit(lit, datamodule=dm, ckpt_path=resume)
     preempted = next(
         (cb.stopped_at for cb in callbacks if isinstance(cb, Preemption) and cb.stopped_at is not None), None
@@ -100,7 +101,8 @@ def build_data_and_model(cfg: DictConfig, checked: Checked) -> tuple[ClapDataMod
     )
     if cfg.get("init_from"):
         try:
-            init_weights(lit.model, cfg.init_from, log=log.info, trust=bool(cfg.get("trust_checkpoint")))
+            trust, strict = bool(cfg.get("trust_checkpoint")), bool(cfg.get("init_from_strict", True))
+            init_weights(lit.model, cfg.init_from, log=log.info, trust=trust, strict=strict)
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             raise ConfigError(f"init_from: {e}") from None
     dm.bind(lit.model.tokenizer)
@@ -124,6 +126,12 @@ def build_callbacks(cfg: DictConfig, dm: ClapDataModule) -> list:
 
 
 def build_trainer(cfg: DictConfig, run_dir: str, callbacks: list, loggers: list) -> L.Trainer:
+    accelerator = str(cfg.trainer.get("accelerator", "auto"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator}: no CUDA device is visible to torch {torch.__version__} "
+            "(torch.cuda.is_available() is False); use trainer=cpu, or check the driver and CUDA_VISIBLE_DEVICES"
+        )
     plugins = [AtomicCheckpointIO()]
     if "SLURM_JOB_ID" in os.environ and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive"):
         from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -132,6 +140,14 @@ def build_trainer(cfg: DictConfig, run_dir: str, callbacks: list, loggers: list)
     return build(
         plain(cfg.trainer), callbacks=callbacks, logger=loggers or False, plugins=plugins, default_root_dir=run_dir
     )
+
+
+def target_steps(trainer: L.Trainer, dm: ClapDataModule) -> int | None:
+    """The step the configured run ends at (the first of max_steps and max_epochs), or None if unbounded."""
+    ends = [trainer.max_steps] if trainer.max_steps and trainer.max_steps > 0 else []
+    if trainer.max_epochs and trainer.max_epochs > 0:
+        ends.append(trainer.max_epochs * dm.resolve_steps_per_epoch())
+    return min(ends) if ends else None
 
 
 def check_batch_split(trainer: L.Trainer, batch_size: int, k: int) -> None:

@@ -47,3 +47,34 @@ def test_export_refusal_is_a_clear_error(tmp_path, capsys):
     save_ours(build_model(CFG), str(tmp_path / "pann.ckpt"))
     assert main(["export", str(tmp_path / "pann.ckpt"), str(tmp_path / "hf"), "--format", "hf"]) == 2
     assert "cannot export to transformers' ClapModel: audio tower" in capsys.readouterr().err
+
+
+def test_a_cut_short_or_foreign_checkpoint_is_one_line_exit_2(small_ckpt, tmp_path, capsys):
+    data = open(small_ckpt, "rb").read()
+    cut = tmp_path / "cut.ckpt"
+    cut.write_bytes(data[: len(data) // 2])
+    other = tmp_path / "notes.ckpt"
+    other.write_text("hello\n")
+    for path in (cut, other):
+        embed = ["embed", "--checkpoint", str(path), "--text", "a dog", "--out", str(tmp_path / "e.npy")]
+        for args in (embed, ["export", str(path), str(tmp_path / "x"), "--format", "hf"]):
+            assert main(args) == 2
+            err = capsys.readouterr().err.strip()
+            assert err.startswith(f"error: {path} is not a readable checkpoint") and "\n" not in err, err
+
+
+def test_every_option_has_help_and_shows_its_default(capsys):
+    import argparse
+
+    import pytest
+
+    from clap_train.cli import COMMANDS
+
+    for (name, _), add_args, _ in COMMANDS:
+        p = argparse.ArgumentParser()
+        add_args(p)
+        assert not [a.dest for a in p._actions if not a.help], name
+    with pytest.raises(SystemExit):
+        main(["retrieve", "--help"])
+    out = capsys.readouterr().out
+    assert "results per query (default: 10)" in out and "(default: cpu)" in out and "(default: None)" not in out

@@ -44,6 +44,10 @@ class UntrustedCheckpoint(RuntimeError):
     pass
 
 
+class DamagedCheckpoint(ValueError):
+    """A file torch cannot read as a checkpoint at all (cut short, overwritten, or another kind of file)."""
+
+
 def read_checkpoint(path: str, map_location="cpu", mmap: bool = False, trust: bool = False) -> dict:
     """torch.load with weights_only=True (plus numpy scalars). A file that needs more than that is
     refused with the name of the global it wanted, unless `trust` (trust_checkpoint=true) is given."""
@@ -62,7 +66,11 @@ def read_checkpoint(path: str, map_location="cpu", mmap: bool = False, trust: bo
             return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
     except Exception as e:
         if not isinstance(e, pickle.UnpicklingError) and "Weights only load failed" not in str(e):
-            raise RuntimeError(f"{path} cannot be loaded safely (weights_only=True): {e}") from None
+            why = str(e).split(". ")[0] if str(e).strip() and not str(e).strip().isdigit() else type(e).__name__
+            raise DamagedCheckpoint(
+                f"{path} is not a readable checkpoint ({os.path.getsize(path)} bytes; torch.load: {why}): "
+                "cut short, damaged or not a checkpoint file"
+            ) from None
         wanted = _refused_global(str(e))
         if not trust:
             raise UntrustedCheckpoint(
@@ -216,9 +224,11 @@ def check_compatible(ck: dict, model: CLAP, path: str) -> None:
         )
 
 
-def init_weights(model: CLAP, path: str, log=print, trust: bool = False) -> None:
+def init_weights(model: CLAP, path: str, log=print, trust: bool = False, strict: bool = True) -> None:
     """`init_from=`: weights only (no optimiser, step or data state) for fine-tuning, from our checkpoints,
-    LAION `.pt` files or Hugging Face ClapModel directories; every key that does not fit is reported."""
+    LAION `.pt` files or Hugging Face ClapModel directories; every key that does not fit is reported, and
+    with `strict` (init_from_strict, the default) any such key is an error: a model built with other tower
+    sizes would otherwise fine-tune from mostly random weights without a word."""
     imp = read_weights(path, trust)
     if imp.origin == "clap_train" and imp.ck:
         check_compatible(imp.ck, model, path)
@@ -242,14 +252,19 @@ def init_weights(model: CLAP, path: str, log=print, trust: bool = False) -> None
     unexpected = [k for k in sd if k not in own]
     if not usable:
         raise ValueError(f"init_from={path}: no parameter matches this model ({len(unexpected)} unexpected keys)")
-    model.load_state_dict(usable, strict=False)
-    log(
+    misfit = (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shape_mismatch))
+    table = "".join(
+        f"\n  {kind}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}" for kind, keys in misfit if keys
+    )
+    summary = (
         f"init_from={path} ({imp.origin}): loaded {len(usable)} tensors; missing {len(missing)}, "
         f"unexpected {len(unexpected)}, shape mismatch {len(shape_mismatch)}"
         + (f"; not used by CLAP: {len(imp.dropped)}" if imp.dropped else "")
-        + "".join(
-            f"\n  {kind}: {', '.join(keys[:8])}{' ...' if len(keys) > 8 else ''}"
-            for kind, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shape_mismatch))
-            if keys
-        )
     )
+    if strict and table:
+        raise ValueError(
+            f"{summary} - the model's towers differ from the checkpoint's (set the same audio_encoder / "
+            f"text_encoder, or init_from_strict=false to load only what fits){table}"
+        )
+    model.load_state_dict(usable, strict=False)
+    log(summary + table)

@@ -178,6 +178,13 @@ def probe_source(
         raise ValueError(f"{where}: none of the first shards could be read ({dict(counter.counts)})")
     if not with_audio:
         raise ValueError(f"{where}: no audio member in the first {seen} samples; members seen: {dict(exts)}")
+    keys = [caption_key] if isinstance(caption_key, str) else list(caption_key)
+    if keys != ["text"] and "txt" not in exts and not any(fields[k] for k in keys):
+        # a caption_key the user chose that matches nothing would train on tag captions without a word
+        raise ValueError(
+            f"{where}: caption_key={caption_key!r} matches no JSON field in the first {seen} samples; fields "
+            f"seen: {dict(fields)} (check-data would report missing_caption; fix data.{what}.{name}.caption_key)"
+        )
     if not with_caption:
         raise ValueError(
             f"{where}: no sample among the first {seen} has a caption under caption_key={caption_key!r}"

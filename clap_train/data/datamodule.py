@@ -19,7 +19,7 @@ from clap_train.data.datasets import EvalStream, TrainStream
 from clap_train.data.decode import AudioSpec
 from clap_train.data.loader import LoaderOptions, TrainLoader, loader_kwargs
 from clap_train.data.shards import ensure_sizes
-from clap_train.data.sources import parse_sources, stage_sources, what_key, zeroshot_classes
+from clap_train.data.sources import describe_mixture, parse_sources, stage_sources, what_key, zeroshot_classes
 from clap_train.data.startup_checks import check_shared_memory, check_sources, resolve_resample
 from clap_train.data.stream import SourceSpec, StreamOpts
 from clap_train.data.synthetic import SyntheticSpec, ensure_synthetic
@@ -133,6 +133,8 @@ class ClapDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         specs = self.resolve_resample(self.train_specs())
         check_sources(specs, "sources", self.world, self.num_workers)
+        if self.rank == 0:
+            log.info("training mixture (share of samples): %s", describe_mixture(specs))
         ranks = int(getattr(self.trainer, "num_devices", 1) or 1) if self.trainer is not None else 1
         check_shared_memory(
             self.audio, self.num_workers, self.loader.prefetch_factor, self.per_rank_batch(self.world), ranks

@@ -42,7 +42,7 @@ def check_source(node, key: str) -> dict:
 
 
 def parse_sources(sources: Mapping | None, what: str, default_tag_templates: list[str]) -> list[SourceSpec]:
-    out = []
+    out, sized = [], set()
     for name, node in (sources or {}).items():
         if node is None:  # `~data.sources.x` or `data.sources.x=null` drops a source
             continue
@@ -65,6 +65,7 @@ def parse_sources(sources: Mapping | None, what: str, default_tag_templates: lis
                     f"data.{what}.{name}.weight=size needs sizes.json for remote shards; give a number instead"
                 )
             weight = sum(sizes.values())
+            sized.add(str(name))
         out.append(
             SourceSpec(
                 name=str(name),
@@ -76,7 +77,33 @@ def parse_sources(sources: Mapping | None, what: str, default_tag_templates: lis
                 resample=cfg["resample"],
             )
         )
-    return out
+    return mix_shares(out, sized, what)
+
+
+def mix_shares(specs: list[SourceSpec], sized: set[str], what: str) -> list[SourceSpec]:
+    """Mixing weights as shares of samples. Sources weighted by size share what the numbers leave: beside
+    `weight=size` sources a number is the share itself (clotho 0.5 -> half of all samples), and the sized
+    ones split the rest in proportion to their sample counts. Numbers alone, or sizes alone, are relative
+    weights (normalised), as before."""
+    fixed = {s.name: s.weight for s in specs if s.name not in sized}
+    if not sized or not fixed:
+        return specs
+    total = sum(fixed.values())
+    if total > 1 + 1e-9:
+        listed = ", ".join(f"{k}={v:g}" for k, v in fixed.items())
+        raise ConfigError(
+            f"data.{what}: weights {listed} sum to {total:g} beside sources weighted by size; there a weight is a "
+            "share of samples, so the numbers must sum to at most 1 (the sized sources share the rest)"
+        )
+    n = sum(s.weight for s in specs if s.name in sized)
+    rest = 1.0 - total
+    return [dataclasses.replace(s, weight=rest * s.weight / n) if s.name in sized else s for s in specs]
+
+
+def describe_mixture(specs: list[SourceSpec]) -> str:
+    """'a 50.0%, b 50.0%': each training source's share of samples."""
+    total = sum(s.weight for s in specs)
+    return ", ".join(f"{s.name} {100 * s.weight / total:.1f}%" for s in specs) if total > 0 else "(no weight)"
 
 
 def check_resample(key: str, v) -> None:
@@ -124,14 +151,21 @@ def expand_laion(node: Mapping | None) -> tuple[dict, dict, dict]:
     return out[0], out[1], out[2]
 
 
-def merge_sources(base: dict, extra: dict) -> dict:
-    """Sources named in `data.sources` refine (or with null, drop) the ones the layout generated."""
+def merge_sources(base: dict, extra: dict, what: str = "sources") -> dict:
+    """Sources named in `data.sources` refine (or with null, drop) the ones the layout generated; a name the
+    layout does not have must bring its own shards (a misspelt name is refused with the valid ones)."""
     out = {k: dict(v) for k, v in base.items()}
     for k, v in extra.items():
         if v is None:
             out.pop(k, None)
-        else:
-            out[k] = {**out.get(k, {}), **dict(v)}
+            continue
+        if k not in out and not dict(v).get("shards"):
+            known = ", ".join(sorted(set(base) | {n for n, e in extra.items() if e is not None and n != k})) or "none"
+            raise ConfigError(
+                f"data.{what}.{k}: no such source and no shards given; sources of this run: {known} "
+                "(a new source needs `shards`)"
+            )
+        out[k] = {**out.get(k, {}), **dict(v)}
     return out
 
 
@@ -164,10 +198,16 @@ def stage_sources(laion, sources, val_sources, test_sources, train_shards, val_s
     """The train, val and test source entries, each checked: from the LAION layout refined by the named
     sources, or one source per stage from the `*_shards` shorthand (`data.train_shards=...`)."""
     lt, lv, ls = expand_laion(laion)
-    out = (
-        {"train": {"shards": train_shards}} if train_shards else merge_sources(lt, dict(sources or {})),
-        {"val": {"shards": val_shards}} if val_shards else merge_sources(lv, dict(val_sources or {})),
-        {"test": {"shards": test_shards}} if test_shards else merge_sources(ls, dict(test_sources or {})),
+    out = tuple(
+        # the shorthand's one source is named after its stage: data.sources.train.resample=true refines it
+        {stage: {"shards": shorthand, **dict((named or {}).get(stage) or {})}}
+        if shorthand
+        else merge_sources(base, dict(named or {}), what)
+        for stage, shorthand, base, named, what in (
+            ("train", train_shards, lt, sources, "sources"),
+            ("val", val_shards, lv, val_sources, "val_sources"),
+            ("test", test_shards, ls, test_sources, "test_sources"),
+        )
     )
     for what, entries in zip(("sources", "val_sources", "test_sources"), out):
         for name, node in entries.items():

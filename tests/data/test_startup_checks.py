@@ -48,6 +48,14 @@ def test_caption_key_matching_nothing_names_the_fields_seen(tmp_path, tokenize):
     )
 
 
+def test_a_chosen_caption_key_matching_nothing_is_refused_even_with_tags(synth_root, tokenize):
+    # tag-only data would silently train on tag captions (data.tag_templates) while check-data says missing_caption
+    tags = f"{synth_root}/tags/train"
+    with pytest.raises(ConfigError, match=r"data.sources.t: caption_key='caption' matches no JSON field .*'tag'"):
+        loader(tokenize, sources={"t": {"shards": tags, "caption_key": "caption"}}, num_workers=0, steps_per_epoch=2)
+    loader(tokenize, sources={"t": {"shards": tags}}, num_workers=0, steps_per_epoch=2)  # default key: tags used
+
+
 def test_no_audio_member_is_named(tmp_path, tokenize):
     with ShardWriter(str(tmp_path), maxcount=10) as w:
         for i in range(5):

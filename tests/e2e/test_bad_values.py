@@ -9,6 +9,7 @@ import runpy
 import sys
 
 import pytest
+import torch
 
 from tests.conftest import REPO
 from tests.e2e.conftest import SMALL_DATA
@@ -58,7 +59,10 @@ BAD = [
     ),
     ("data.sources.tags.weight=-1", "data.sources.tags.weight=-1: must be a number >= 0"),
     ("+data.sources.tags.captions=text", "data.sources.tags: unknown key(s) ['captions']; valid keys: shards, weight,"),
+    ("data.sources.sentencs.weight=0.5", "data.sources.sentencs: no such source and no shards given; sources of"),
 ]
+if not torch.cuda.is_available():  # as on a laptop: Lightning's own exception before
+    BAD.append(("trainer=gpu", "trainer.accelerator=gpu: no CUDA device is visible to torch"))
 
 
 def train_py_in_process(args) -> tuple[int, str]:

@@ -4,13 +4,11 @@ import csv
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
 
-from tests.conftest import REPO
+from clap_train.testing import run_train_py
 from tests.e2e.conftest import SMALL_DATA, compose_cfg
 
 
@@ -85,6 +83,22 @@ def test_auto_resume_continues_step_and_optimizer(tmp_path, data_root):
     assert steps == {8}
 
 
+def test_a_finished_run_relaunched_does_nothing_and_says_so(tmp_path, data_root, caplog):
+    import logging
+
+    from clap_train.run import run
+
+    caplog.set_level(logging.INFO, logger="clap_train")
+    args = ["trainer.max_epochs=1", "name=done"]
+    first = run(compose_cfg(tmp_path, args, data_root))
+    path = os.path.join(first["run_dir"], "results.json")
+    before = open(path).read()
+    assert json.loads(before)["val"] and json.loads(before)["test"]
+    again = run(compose_cfg(tmp_path, args, data_root))
+    assert again["global_step"] == first["global_step"] == 4 and open(path).read() == before  # not re-tested
+    assert "this run finished at step 4" in caplog.text and "raise trainer.max_epochs" in caplog.text
+
+
 def test_init_from_fine_tunes(fast_run, tmp_path, data_root):
     from clap_train.run import run
 
@@ -93,16 +107,19 @@ def test_init_from_fine_tunes(fast_run, tmp_path, data_root):
     assert res["global_step"] == 4 and os.path.exists(res["checkpoint"])
 
 
+def test_init_from_a_checkpoint_of_other_sizes_is_refused_unless_asked(fast_run, tmp_path, data_root):
+    from clap_train.config import ConfigError
+    from clap_train.run import run
+
+    src = os.path.join(fast_run[1]["run_dir"], "checkpoints", "last.ckpt")
+    other = [f"init_from={src}", "model.embed_dim=40", "test_after_fit=false"]  # projections of another size
+    with pytest.raises(ConfigError, match=r"(?s)shape mismatch [1-9].*init_from_strict=false.*\n  shape mismatch: "):
+        run(compose_cfg(tmp_path / "strict", other, data_root))
+    assert run(compose_cfg(tmp_path / "lenient", [*other, "init_from_strict=false"], data_root))["global_step"] == 4
+
+
 def cli(args, tmp_path, timeout=600):
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    return subprocess.run(
-        [sys.executable, os.path.join(REPO, "train.py"), *args],
-        cwd=tmp_path,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
+    return run_train_py(args, tmp_path, {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}, timeout)
 
 
 @pytest.mark.slow

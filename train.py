@@ -13,11 +13,11 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from clap_train.overrides import open_source_overrides
+from clap_train.overrides import hydra_overrides
 from clap_train.schema import register
 
 register()  # resolvers and the typed blocks' defaults (clap_train/schema.py)
-sys.argv[1:] = open_source_overrides(sys.argv[1:])  # `data.sources.<name>...=` works without `+`
+sys.argv[1:] = hydra_overrides(sys.argv[1:])  # source overrides without `+`, brace patterns as typed
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")

@@ -57,6 +57,13 @@ def loss_bytes_formula(b: int, n: int, d: int, local: bool) -> int:
     return 4 * (4 * n * d + 4 * rows * n)
 
 
+def _leave() -> None:
+    """Every rank past its last collective before any tears gloo down: a rank destroying the group while
+    the other still reduces aborted it once in CI ("terminate called without an active exception")."""
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def _loss_rank(rank, world, port, b, d, local, reps, q):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.set_num_threads(1)
@@ -89,7 +96,7 @@ def _loss_rank(rank, world, port, b, d, local, reps, q):
     dist.all_gather_object(peaks, peak)
     if rank == 0:
         q.put({"peak_bytes_max_rank": max(peaks), "seconds": sorted(times)[len(times) // 2]})
-    dist.destroy_process_group()
+    _leave()
 
 
 def _eval_rank(rank, world, port, d, q):
@@ -130,7 +137,7 @@ def _eval_rank(rank, world, port, d, q):
         }
     if rank == 0:
         q.put(out)
-    dist.destroy_process_group()
+    _leave()
 
 
 def _free_port() -> int:

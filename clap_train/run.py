@@ -57,7 +57,7 @@ def run(cfg: DictConfig) -> dict:
         f.write(OmegaConf.to_yaml(OmegaConf.create(redact(plain(cfg)))))
 
     resume, step = prepare_resume(cfg, run_dir, lit.model, trainer.is_global_zero)
-    done = finished_results(cfg, run_dir, step, target_steps(trainer, dm))
+    done = finished_results(cfg, run_dir, step, target_steps(trainer, dm)) if resume else None
     if done is not None:
         log.info(
             "this run finished at step %d (results: %s); nothing to do. To train on, raise trainer.max_epochs or "

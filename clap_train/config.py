@@ -14,14 +14,43 @@ class ConfigError(ValueError):
     """A configuration mistake, reported at start-up (one line, no traceback) with the key at fault."""
 
 
-def _suffix(overrides: str) -> str:
-    """'' for no overrides, else '-<8 hex>' of them: deterministic, short, safe as a folder name."""
-    return "" if not overrides else "-" + hashlib.sha1(overrides.encode()).hexdigest()[:8]
+def run_suffix(overrides, ignored) -> str:
+    """'' when no override changes the result, else '-<8 hex>' of those that do, normalised: order,
+    `+`/`++` and spelling (`1e-4` = `0.0001`, quotes) do not matter; keys in `ignored` (and below them:
+    `logger` covers `logger.wandb.project`) are left out, so "train longer" or more loader workers land in
+    the same folder and resume there. Deterministic, short, safe as a folder name."""
+    import json
+
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+    kept = {}
+    for text in overrides or []:
+        o = parser.parse_override(str(text))
+        key = o.key_or_group
+        if any(key == k or key.startswith((k + ".", k + "/")) for k in ignored or []):
+            continue
+        kept[("~" if o.is_delete() else "") + key] = None if o.is_delete() else _plain(o.value())
+    if not kept:
+        return ""
+    blob = json.dumps(sorted(kept.items()), sort_keys=True, default=str)
+    return "-" + hashlib.sha1(blob.encode()).hexdigest()[:8]
+
+
+def _plain(value):
+    """An override's parsed value with whole floats as ints (`lr=1` = `lr=1.0`), containers recursively."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("clap.suffix"):
-        OmegaConf.register_new_resolver("clap.suffix", _suffix)
+        OmegaConf.register_new_resolver("clap.suffix", run_suffix)
 
 
 def check_number(

@@ -1,11 +1,12 @@
 """Where a run continues from: `ckpt_path` when given, else (`resume=auto`) the newest complete checkpoint
 in its own run directory, so a requeued job picks up where it stopped; checked against the model before
-Lightning restores it."""
+Lightning restores it. `resume=never` moves the previous run's files aside first."""
 
 from __future__ import annotations
 
 import logging
 import os
+import time
 
 from omegaconf import DictConfig
 
@@ -24,9 +25,49 @@ def find_resume(cfg: DictConfig, ckpt_dir: str) -> str | None:
         if not is_valid(str(cfg.ckpt_path)):
             raise ConfigError(f"ckpt_path={cfg.ckpt_path}: corrupted, incomplete or not a clap_train checkpoint")
         return str(cfg.ckpt_path)
-    if cfg.get("resume", "auto") == "auto":
+    if resume_mode(cfg) == "auto":
         return newest_valid(ckpt_dir)
     return None
+
+
+def resume_mode(cfg: DictConfig) -> str:
+    """`resume`, except that a job SLURM requeued (SLURM_RESTART_COUNT > 0) always resumes: it runs the same
+    command again, and `resume=never` there would throw away what it trained before the preemption."""
+    mode = str(cfg.get("resume", "auto"))
+    if mode == "never" and int(os.environ.get("SLURM_RESTART_COUNT", "0") or 0) > 0:
+        log.info("resume=never, but this job was requeued: resuming its own checkpoints")
+        return "auto"
+    return mode
+
+
+def start_fresh(run_dir: str) -> str | None:
+    """`resume=never`: move what an earlier run left in `run_dir` (checkpoints, metrics, results, plots,
+    logger folders) to a sibling `<run_dir>.old-<time>`, so this run's files are its own and the next
+    `resume=auto` launch continues this run. Hydra's own log folder stays (this process writes to it).
+    Only the launching rank moves anything; returns the folder moved to, or None when there was nothing."""
+    if not _launch_rank_is_zero():
+        return None
+    try:
+        names = [n for n in os.listdir(run_dir) if n != "hydra"]
+    except FileNotFoundError:
+        return None
+    if not names:
+        return None
+    aside = f"{run_dir}.old-{time.strftime('%Y%m%d-%H%M%S')}"
+    while os.path.exists(aside):
+        aside += "x"
+    os.makedirs(aside)
+    for n in names:
+        os.rename(os.path.join(run_dir, n), os.path.join(aside, n))
+    log.warning("resume=never: the earlier run's files in %s moved to %s; starting fresh", run_dir, aside)
+    return aside
+
+
+def _launch_rank_is_zero() -> bool:
+    """Rank 0 as the launcher says, before any process group exists: every rank variable that is set
+    (torchrun's RANK/LOCAL_RANK, Lightning's NODE_RANK/LOCAL_RANK for the ranks it spawns, srun's
+    SLURM_PROCID) is 0. A single process sets none."""
+    return all(int(os.environ.get(v, "0") or 0) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
 def prepare_resume(cfg: DictConfig, run_dir: str, model, is_global_zero: bool) -> tuple[str | None, int]:

@@ -29,7 +29,7 @@ from clap_train.data.datamodule import ClapDataModule
 from clap_train.lit import ClapLit
 from clap_train.preemption import Preemption
 from clap_train.report import format_report
-from clap_train.resume import finished_results, prepare_resume
+from clap_train.resume import finished_results, prepare_resume, resume_mode, start_fresh
 from clap_train.schema import Checked, validate
 from clap_train.secrets import redact
 
@@ -47,6 +47,8 @@ def run(cfg: DictConfig) -> dict:
     checked = validate(cfg)
     torch.set_float32_matmul_precision("high")
     run_dir = os.path.abspath(cfg.paths.run_dir)
+    if resume_mode(cfg) == "never":
+        start_fresh(run_dir)
     os.makedirs(run_dir, exist_ok=True)
     dm, lit = build_data_and_model(cfg, checked)
     dm.prepare_data()

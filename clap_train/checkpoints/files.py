@@ -9,6 +9,8 @@ import shutil
 
 import torch
 
+from clap_train.checkpoints.integrity import damaged
+
 log = logging.getLogger("clap_train")
 _STEP = re.compile(r"step(\d+)\.ckpt$")
 _valid_cache: dict[tuple[str, float, int], bool] = {}
@@ -32,7 +34,8 @@ def checkpoint_file(path: str) -> str:
 
 
 def is_valid(path: str) -> bool:
-    """Loads (memory-mapped, weights only) and has the keys a resume needs. Cached per (path, mtime, size)."""
+    """Loads (memory-mapped, weights only), matches its sealed digest and has the keys a resume needs.
+    Cached per (path, mtime, size)."""
     path = checkpoint_file(path)
     try:
         st = os.stat(path)
@@ -42,7 +45,12 @@ def is_valid(path: str) -> bool:
     if key not in _valid_cache:
         try:
             ck = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-            _valid_cache[key] = isinstance(ck, dict) and ("state_dict" in ck or "module" in ck) and "global_step" in ck
+            _valid_cache[key] = (
+                isinstance(ck, dict)
+                and ("state_dict" in ck or "module" in ck)
+                and "global_step" in ck
+                and not damaged(ck)
+            )
         except Exception:
             _valid_cache[key] = False
     return _valid_cache[key]

@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from clap_train.atomic import atomic_path
+from clap_train.checkpoints.integrity import seal
 
 
 class DiskFull(RuntimeError):
@@ -48,13 +49,15 @@ def _atomic(write, obj, path: str) -> None:
         ) from None
 
 
-def atomic_save(obj, path: str) -> None:
-    """torch.save through a temp file + fsync + rename: readers never see a partial file."""
-    _atomic(torch.save, obj, path)
+def atomic_save(obj: dict, path: str) -> None:
+    """torch.save of a sealed checkpoint through a temp file + fsync + rename: readers never see a
+    partial file, and a file damaged later is refused on load (checkpoints/integrity.py)."""
+    _atomic(torch.save, seal(obj), path)
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None):
+        seal(checkpoint)
         _atomic(
             lambda obj, tmp: super(AtomicCheckpointIO, self).save_checkpoint(obj, tmp, storage_options),
             checkpoint,

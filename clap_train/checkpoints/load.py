@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 import torch
 
 from clap_train.checkpoints.files import checkpoint_file
+from clap_train.checkpoints.integrity import damaged
 from clap_train.model import CLAP, build_model
 
 PREFIXES = ("model.", "module.", "_orig_mod.")
@@ -63,7 +64,15 @@ def read_checkpoint(path: str, map_location="cpu", mmap: bool = False, trust: bo
         return ck
     try:
         with torch.serialization.safe_globals(numpy_safe_globals()):
-            return torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+            ck = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
+        if isinstance(ck, dict) and damaged(ck):
+            raise DamagedCheckpoint(
+                f"{path} is damaged: its contents do not match the digest written with it (bytes changed on "
+                "disk or in transfer); use another checkpoint or copy it again"
+            )
+        return ck
+    except DamagedCheckpoint:
+        raise
     except Exception as e:
         if not isinstance(e, pickle.UnpicklingError) and "Weights only load failed" not in str(e):
             why = str(e).split(". ")[0] if str(e).strip() and not str(e).strip().isdigit() else type(e).__name__

@@ -87,3 +87,38 @@ def test_published_recipe_and_finetune_presets():
         run(compose_with(["experiment=finetune"]))
     ft = compose_with(["experiment=finetune", "init_from=/ckpt/630k.pt"])
     assert ft.optim.lr == 1e-5 and ft.init_from == "/ckpt/630k.pt" and ft.audio_encoder.name == "tiny"
+
+
+def run_dir_of(overrides):
+    """The run directory conf/ resolves for these command-line overrides (as train.py would)."""
+    from hydra.core.hydra_config import HydraConfig
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=CONF, version_base="1.3"):
+        cfg = compose("config", overrides=["paths.root=/r", *overrides], return_hydra_config=True)
+        HydraConfig.instance().set_config(cfg)
+        return cfg.paths.run_dir
+
+
+def test_run_dir_is_keyed_by_what_changes_the_result():
+    # README: `python train.py name=myrun` -> runs/myrun/checkpoints/...
+    assert run_dir_of(["name=myrun"]) == "/r/runs/myrun"
+    assert run_dir_of([]) == "/r/runs/default"
+    lr = run_dir_of(["optim.lr=1e-4", "audio_encoder=htsat_tiny"])
+    assert lr.startswith("/r/runs/default-")
+    # spelling, order and `++` do not matter
+    assert run_dir_of(["audio_encoder=htsat_tiny", "++optim.lr=0.0001"]) == lr
+    # keys that do not change the result do not either: train longer, other loggers/workers/cadence
+    same = [
+        "trainer.max_epochs=20",
+        "logger=wandb",
+        "data.num_workers=0",
+        "callbacks.last_checkpoint.every_n_train_steps=7",
+    ]
+    assert run_dir_of(["optim.lr=1e-4", *same, "audio_encoder=htsat_tiny"]) == lr
+    # ... and what does, does
+    assert run_dir_of(["optim.lr=2e-4", "audio_encoder=htsat_tiny"]) != lr
+    assert (
+        run_dir_of(["optim.lr=1e-4", "audio_encoder=htsat_tiny", "callbacks.best_checkpoint.monitor=val/mean/t2a_R@1"])
+        != lr
+    )

@@ -83,7 +83,9 @@ def test_auto_resume_continues_step_and_optimizer(tmp_path, data_root):
     assert steps == {8}
 
 
-def test_a_finished_run_relaunched_does_nothing_and_says_so(tmp_path, data_root, caplog):
+def test_relaunch_finished_then_longer_then_never(tmp_path, data_root, caplog, monkeypatch):
+    """A finished run re-launched does nothing; `trainer.max_epochs` raised continues it in the same folder;
+    `resume=never` moves the old files aside and starts clean; a requeued `resume=never` job resumes."""
     import logging
 
     from clap_train.run import run
@@ -91,12 +93,30 @@ def test_a_finished_run_relaunched_does_nothing_and_says_so(tmp_path, data_root,
     caplog.set_level(logging.INFO, logger="clap_train")
     args = ["trainer.max_epochs=1", "name=done"]
     first = run(compose_cfg(tmp_path, args, data_root))
-    path = os.path.join(first["run_dir"], "results.json")
+    run_dir, path = first["run_dir"], os.path.join(first["run_dir"], "results.json")
+    assert run_dir == str(tmp_path / "runs" / "done") or run_dir.startswith(str(tmp_path / "runs" / "done-"))
     before = open(path).read()
     assert json.loads(before)["val"] and json.loads(before)["test"]
     again = run(compose_cfg(tmp_path, args, data_root))
     assert again["global_step"] == first["global_step"] == 4 and open(path).read() == before  # not re-tested
     assert "this run finished at step 4" in caplog.text and "raise trainer.max_epochs" in caplog.text
+
+    longer = run(compose_cfg(tmp_path, ["trainer.max_epochs=2", "name=done"], data_root))  # train longer
+    assert longer["run_dir"] == run_dir and longer["global_step"] == 8
+    assert "resuming from" in caplog.text, caplog.text[-3000:]
+    assert sorted(losses(run_dir)) == list(range(8))
+
+    fresh = run(compose_cfg(tmp_path, [*args, "resume=never"], data_root))
+    (aside,) = glob.glob(run_dir + ".old-*")
+    assert json.loads(open(os.path.join(aside, "results.json")).read())["global_step"] == 8
+    assert fresh["run_dir"] == run_dir and fresh["global_step"] == 4
+    assert sorted(losses(run_dir)) == list(range(4))  # each step once: no rows of the old run
+    assert not glob.glob(os.path.join(run_dir, "checkpoints", "*-v1.ckpt"))
+    assert max(os.listdir(os.path.join(run_dir, "checkpoints"))) <= "step0000004.ckpt"
+
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")  # the same command, requeued: resumes, moves nothing
+    run(compose_cfg(tmp_path, [*args, "resume=never"], data_root))
+    assert len(glob.glob(run_dir + ".old-*")) == 1 and "this job was requeued" in caplog.text
 
 
 def test_init_from_fine_tunes(fast_run, tmp_path, data_root):

@@ -70,12 +70,13 @@ def _launch_rank_is_zero() -> bool:
     return all(int(os.environ.get(v, "0") or 0) == 0 for v in ("RANK", "LOCAL_RANK", "NODE_RANK", "SLURM_PROCID"))
 
 
-def prepare_resume(cfg: DictConfig, run_dir: str, model, is_global_zero: bool) -> tuple[str | None, int]:
-    """The checkpoint to resume from (or None) and its step, after checking it fits `model`; metrics.csv
-    rows the interrupted run logged after it are dropped (the resumed run logs those steps again)."""
+def prepare_resume(cfg: DictConfig, run_dir: str, model, is_global_zero: bool) -> tuple[str | None, int, int]:
+    """The checkpoint to resume from (or None), its step and its completed epochs, after checking it fits
+    `model`; metrics.csv rows the interrupted run logged after it are dropped (the resumed run logs those
+    steps again)."""
     path = find_resume(cfg, os.path.join(run_dir, "checkpoints"))
     if not path:
-        return None, 0
+        return None, 0, 0
     log.info("resuming from %s", path)
     ck = read_checkpoint(path, mmap=True, trust=bool(cfg.get("trust_checkpoint")))
     try:
@@ -84,7 +85,20 @@ def prepare_resume(cfg: DictConfig, run_dir: str, model, is_global_zero: bool) -
         raise ConfigError(str(e)) from None
     if is_global_zero:
         _drop_logged_after(run_dir, ck)
-    return path, int(ck.get("global_step", 0))
+    epochs = (((ck.get("loops") or {}).get("fit_loop") or {}).get("epoch_progress") or {}).get("current", {})
+    return path, int(ck.get("global_step", 0)), int(epochs.get("completed", ck.get("epoch", 0)) or 0)
+
+
+def check_not_past_end(cfg: DictConfig, path: str, step: int, epochs: int) -> None:
+    """A checkpoint from beyond this config's last epoch cannot continue (Lightning refuses it with a
+    traceback deep in fit): say so at start-up, with the fix."""
+    max_epochs = cfg.trainer.get("max_epochs")
+    if max_epochs is not None and max_epochs != -1 and epochs > max_epochs:
+        raise ConfigError(
+            f"trainer.max_epochs={max_epochs}: {path} is at step {step} after {epochs} completed epochs, past "
+            "this config's end; raise trainer.max_epochs to train on from it (or use init_from= to start a new "
+            "schedule from its weights)"
+        )
 
 
 def finished_results(cfg: DictConfig, run_dir: str, step: int, target: int | None) -> dict | None:

@@ -29,7 +29,7 @@ from clap_train.data.datamodule import ClapDataModule
 from clap_train.lit import ClapLit
 from clap_train.preemption import Preemption
 from clap_train.report import format_report
-from clap_train.resume import finished_results, prepare_resume, resume_mode, start_fresh
+from clap_train.resume import check_not_past_end, finished_results, prepare_resume, resume_mode, start_fresh
 from clap_train.schema import Checked, validate
 from clap_train.secrets import redact
 
@@ -58,7 +58,7 @@ def run(cfg: DictConfig) -> dict:
     with open(os.path.join(run_dir, "config.yaml"), "w") as f:  # resolved, with secrets masked
         f.write(OmegaConf.to_yaml(OmegaConf.create(redact(plain(cfg)))))
 
-    resume, step = prepare_resume(cfg, run_dir, lit.model, trainer.is_global_zero)
+    resume, step, epochs = prepare_resume(cfg, run_dir, lit.model, trainer.is_global_zero)
     done = finished_results(cfg, run_dir, step, target_steps(trainer, dm)) if resume else None
     if done is not None:
         log.info(
@@ -68,6 +68,8 @@ def run(cfg: DictConfig) -> dict:
             os.path.join(run_dir, "results.json"),
         )
         return done
+    if resume:
+        check_not_past_end(cfg, resume, step, epochs)
     trainer.fit(lit, datamodule=dm, ckpt_path=resume)
     preempted = next(
         (cb.stopped_at for cb in callbacks if isinstance(cb, Preemption) and cb.stopped_at is not None), None

@@ -1,4 +1,5 @@
 import json
+import os
 
 from clap_train.cli import main
 
@@ -47,6 +48,11 @@ def test_export_refusal_is_a_clear_error(tmp_path, capsys):
     save_ours(build_model(CFG), str(tmp_path / "pann.ckpt"))
     assert main(["export", str(tmp_path / "pann.ckpt"), str(tmp_path / "hf"), "--format", "hf"]) == 2
     assert "cannot export to transformers' ClapModel: audio tower" in capsys.readouterr().err
+    # a mean-pooled BERT in LAION's layout would be read through a pooler it does not have: refused
+    assert main(["export", str(tmp_path / "pann.ckpt"), str(tmp_path / "x.pt"), "--format", "laion"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot export to LAION-CLAP's layout" in err and "with mean pooling" in err and "\n" not in err.strip()
+    assert not os.path.exists(tmp_path / "x.pt")
 
 
 def test_a_cut_short_or_foreign_checkpoint_is_one_line_exit_2(small_ckpt, tmp_path, capsys):

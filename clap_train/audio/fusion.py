@@ -40,8 +40,24 @@ class AFF(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
-        w = torch.sigmoid(self.local_att(x + residual) + self.global_att(x + residual))
+        z = x + residual
+        w = torch.sigmoid(self.local_att(z) + self._global(z))
         return 2 * x * w + 2 * residual * (1 - w)
+
+    def _global(self, z: torch.Tensor) -> torch.Tensor:
+        """The pooled branch. One clip in training (a batch whose only "longer" clip is the forced one, the
+        usual case for short clips) gives its BatchNorms one value per channel, for which batch statistics
+        do not exist (torch raises, as in LAION's code): those use their running statistics for the step."""
+        if not (self.training and z.shape[0] == 1):
+            return self.global_att(z)
+        norms = [m for m in self.global_att if isinstance(m, nn.BatchNorm2d)]
+        for m in norms:
+            m.eval()
+        try:
+            return self.global_att(z)
+        finally:
+            for m in norms:
+                m.train()
 
 
 def crop_ranges(total: int, chunk: int) -> list[tuple[int, int]]:

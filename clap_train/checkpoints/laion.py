@@ -84,6 +84,14 @@ def check_derived(sd: dict, model) -> list[str]:
 
 def from_ours(model) -> dict:
     """Our model -> a state_dict in LAION's layout (loads into LAION-CLAP's CLAP with strict=True)."""
+    text = model.text_branch
+    kind = text.model.config.model_type
+    if kind != "roberta" or text.pooling != "pooler":  # what the layout means, and what text_config reads
+        raise ValueError(
+            "cannot export to LAION-CLAP's layout: its text tower is RoBERTa read through its pooler (LAION's "
+            f"code and our reader load nothing else); this model's is {kind} with {text.pooling} pooling. "
+            "Export with --format ours instead."
+        )
     sd = {}
     for k, v in model.state_dict().items():
         if k.startswith("text_branch.model."):

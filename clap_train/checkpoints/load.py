@@ -190,9 +190,10 @@ def load_model(path: str, map_location="cpu", trust_checkpoint: bool = False, to
         try:
             tok = AutoTokenizer.from_pretrained(resolve(name))
         except OSError as e:
+            why = str(e).strip().splitlines()[0]
             raise FileNotFoundError(
                 f"{path} is a LAION-CLAP checkpoint; its text tower needs the {name!r} tokenizer, which could "
-                f"not be loaded ({e}). With network access it downloads once; offline, pass tokenizer=<local "
+                f"not be loaded ({why}). With network access it downloads once; offline, pass tokenizer=<local "
                 "roberta-base folder> (--tokenizer)."
             ) from None
         assets = make_assets(imp.text_config, tok)

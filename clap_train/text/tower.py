@@ -30,6 +30,44 @@ def resolve(name_or_path: str) -> str:
     return os.path.expanduser(name_or_path)
 
 
+def _load(name_or_path: str, tokenizer: str | None, pretrained: bool, config: dict | None, pooling: str):
+    """The model (weights from the folder or hub id, or random from its config) and its tokenizer. A hub id
+    that is neither cached nor reachable is one ConfigError naming the key, not transformers' traceback."""
+    from transformers import AutoConfig, AutoModel, AutoTokenizer
+
+    path = resolve(name_or_path)
+    try:
+        if pretrained and not config:
+            from transformers.utils import logging as hf_logging
+
+            level = hf_logging.get_verbosity()
+            hf_logging.set_verbosity_error()  # an unused pooler is expected, not news
+            try:
+                model = AutoModel.from_pretrained(path, add_pooling_layer=pooling == "pooler")
+            finally:
+                hf_logging.set_verbosity(level)
+        else:
+            model = AutoModel.from_config(
+                AutoConfig.from_pretrained(path, **(config or {})), add_pooling_layer=pooling == "pooler"
+            )
+        return model, AutoTokenizer.from_pretrained(resolve(tokenizer) if tokenizer else path)
+    except OSError as e:
+        key, value = (
+            ("text_encoder.tokenizer", tokenizer)
+            if tokenizer and "okenizer" in str(e)
+            else ("text_encoder.name_or_path", name_or_path)
+        )
+        if os.path.isdir(resolve(value)):
+            why = str(e).strip().splitlines()[0]
+        else:
+            why = (
+                "not a local folder, and not in the Hugging Face cache with the hub unreachable (offline or "
+                "HF_HUB_OFFLINE=1); fetch it once with network, or name a local folder holding its config "
+                "and tokenizer"
+            )
+        raise ConfigError(f"{key}={value!r}: {why}") from None
+
+
 class Tokenizer:
     """A picklable callable: list of captions -> {input_ids, attention_mask} padded to the longest, or with
     `pad_multiple` set up to the next multiple of it (capped at max_length): a compiled text tower then sees
@@ -73,7 +111,7 @@ class TextTower(nn.Module):
         assets: dict | None = None,
     ):
         super().__init__()
-        from transformers import AutoConfig, AutoModel, AutoTokenizer
+        from transformers import AutoConfig, AutoModel
 
         check_choice("text_encoder.pooling", pooling, POOLINGS)
         check_number("text_encoder.max_length", max_length, int, 1)
@@ -84,20 +122,7 @@ class TextTower(nn.Module):
             self.model = AutoModel.from_config(cfg, add_pooling_layer=pooling == "pooler")
             hf_tok = _tokenizer_from_files(assets["tokenizer_files"])
         else:
-            path = resolve(name_or_path)
-            if pretrained and not config:
-                from transformers.utils import logging as hf_logging
-
-                level = hf_logging.get_verbosity()
-                hf_logging.set_verbosity_error()  # an unused pooler is expected, not news
-                try:
-                    self.model = AutoModel.from_pretrained(path, add_pooling_layer=pooling == "pooler")
-                finally:
-                    hf_logging.set_verbosity(level)
-            else:
-                cfg = AutoConfig.from_pretrained(path, **(config or {}))
-                self.model = AutoModel.from_config(cfg, add_pooling_layer=pooling == "pooler")
-            hf_tok = AutoTokenizer.from_pretrained(resolve(tokenizer) if tokenizer else path)
+            self.model, hf_tok = _load(name_or_path, tokenizer, pretrained, config, pooling)
         positions = getattr(self.model.config, "max_position_embeddings", None)
         if positions:  # RoBERTa-style models start position ids after the padding index
             usable = positions - (

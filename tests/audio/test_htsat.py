@@ -95,3 +95,26 @@ def test_fusion_input_deterministic_in_eval_random_in_training():
     assert int(l3.sum()) == 1
     _, l4 = fusion_mels(fe, audio[:2, :clip], lens[:2], clip, training=False)
     assert int(l4.sum()) == 0
+
+
+def test_fusion_trains_on_a_batch_whose_only_longer_clip_is_the_forced_one():
+    # short clips only: one is marked longer, so AFF's pooled BatchNorms see one value per channel
+    from clap_train.audio.fusion import AFF
+
+    torch.manual_seed(0)
+    m = HTSAT(**{**SMALL, "fusion": True}).train()
+    fe = LogMel(n_mels=16)
+    clip = 16000
+    audio = torch.randn(3, clip) * 0.1
+    x, longer = fusion_mels(fe, audio, torch.full((3,), clip), clip, training=True)
+    assert int(longer.sum()) == 1
+    m.forward_frames(x, longer).sum().backward()
+    aff = m.patch_embed.fusion_model
+    assert aff.training and all(p.grad is not None for p in aff.parameters())
+    # that branch used the running statistics; batches of two or more use their own, as before
+    a = AFF(8).train()
+    z = torch.randn(1, 8, 3, 3)
+    ref = torch.sigmoid(a.local_att(z + z) + a.global_att.eval()(z + z))
+    a.train()
+    assert torch.allclose(a(z, z), 2 * z * ref + 2 * z * (1 - ref))
+    assert all(n.training for n in a.global_att)

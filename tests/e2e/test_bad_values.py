@@ -60,6 +60,9 @@ BAD = [
     ("data.sources.tags.weight=-1", "data.sources.tags.weight=-1: must be a number >= 0"),
     ("+data.sources.tags.captions=text", "data.sources.tags: unknown key(s) ['captions']; valid keys: shards, weight,"),
     ("data.sources.sentencs.weight=0.5", "data.sources.sentencs: no such source and no shards given; sources of"),
+    # offline (tests/conftest.py sets HF_HUB_OFFLINE=1): a hub id not in the cache, not transformers' traceback
+    ("text_encoder=roberta_base", "text_encoder.name_or_path='roberta-base': not a local folder, and not in the"),
+    ("text_encoder.name_or_path=/no/such/bert", "text_encoder.name_or_path='/no/such/bert': not a local folder"),
 ]
 if not torch.cuda.is_available():  # as on a laptop: Lightning's own exception before
     BAD.append(("trainer=gpu", "trainer.accelerator=gpu: no CUDA device is visible to torch"))

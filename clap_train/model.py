@@ -183,8 +183,8 @@ def build_model(cfg: dict, text_assets: dict | None = None) -> CLAP:
     pool_cfg = dict(cfg.pop("pooling"))
     pooling = build_pooling(pool_cfg.pop("name"), encoder.frame_dim, **pool_cfg)
     text_cfg = dict(cfg.pop("text_encoder"))
-    if text_assets is not None:
-        text_cfg = {k: v for k, v in text_cfg.items() if k in ("pooling", "max_length")}
+    if text_assets is not None:  # the tower's config and tokenizer travel with it; its options stay the run's
+        text_cfg = {k: v for k, v in text_cfg.items() if k not in ("name_or_path", "pretrained", "config", "tokenizer")}
         text_cfg["assets"] = text_assets
     text = TextTower(**text_cfg)
     model = CLAP(frontend, encoder, pooling, text, **cfg)

@@ -94,6 +94,14 @@ def run(cfg: DictConfig) -> dict:
 
 def build_data_and_model(cfg: DictConfig, checked: Checked) -> tuple[ClapDataModule, ClapLit]:
     dm: ClapDataModule = build(cfg.data)  # checks its values; draws no random numbers
+    imported = _read_init_from(cfg)
+    assets = imported.text_assets if imported else None
+    if assets is not None:  # a Hugging Face folder or our checkpoint: no hub, no second copy of the tower
+        log.info(
+            "text tower: config and tokenizer from init_from=%s (not text_encoder.name_or_path=%s)",
+            cfg.init_from,
+            cfg.model.text_encoder.get("name_or_path"),
+        )
     L.seed_everything(cfg.seed, workers=True)  # before the model's initial weights
     lit = ClapLit(
         plain(cfg.model),
@@ -102,11 +110,12 @@ def build_data_and_model(cfg: DictConfig, checked: Checked) -> tuple[ClapDataMod
         eval=checked.eval,
         compile=checked.compile,
         collective_timeout_s=checked.distributed.timeout_s,
+        text_assets=assets,
     )
-    if cfg.get("init_from"):
+    if imported:
         try:
-            trust, strict = bool(cfg.get("trust_checkpoint")), bool(cfg.get("init_from_strict", True))
-            init_weights(lit.model, cfg.init_from, log=log.info, trust=trust, strict=strict)
+            strict = bool(cfg.get("init_from_strict", True))
+            init_weights(lit.model, cfg.init_from, log=log.info, strict=strict, imported=imported)
         except (ValueError, FileNotFoundError, RuntimeError) as e:
             raise ConfigError(f"init_from: {e}") from None
     dm.bind(lit.model.tokenizer)
@@ -115,6 +124,20 @@ def build_data_and_model(cfg: DictConfig, checked: Checked) -> tuple[ClapDataMod
             f"data.audio.sample_rate={dm.audio.sample_rate} but the model runs at {lit.model.sample_rate} Hz"
         )
     return dm, lit
+
+
+def _read_init_from(cfg: DictConfig):
+    """The weights `init_from` names, read before the towers are built (it may carry the text tower)."""
+    if not cfg.get("init_from"):
+        return None
+    from clap_train.checkpoints.load import read_weights
+
+    try:
+        return read_weights(str(cfg.init_from), trust=bool(cfg.get("trust_checkpoint")))
+    except (ValueError, FileNotFoundError, RuntimeError, OSError) as e:
+        raise ConfigError(
+            f"init_from: {str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__}"
+        ) from None
 
 
 def build_callbacks(cfg: DictConfig, dm: ClapDataModule) -> list:

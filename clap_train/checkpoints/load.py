@@ -234,12 +234,15 @@ def check_compatible(ck: dict, model: CLAP, path: str) -> None:
         )
 
 
-def init_weights(model: CLAP, path: str, log=print, trust: bool = False, strict: bool = True) -> None:
+def init_weights(
+    model: CLAP, path: str, log=print, trust: bool = False, strict: bool = True, imported: Imported | None = None
+) -> None:
     """`init_from=`: weights only (no optimiser, step or data state) for fine-tuning, from our checkpoints,
     LAION `.pt` files or Hugging Face ClapModel directories; every key that does not fit is reported, and
     with `strict` (init_from_strict, the default) any such key is an error: a model built with other tower
-    sizes would otherwise fine-tune from mostly random weights without a word."""
-    imp = read_weights(path, trust)
+    sizes would otherwise fine-tune from mostly random weights without a word. `imported`: the file
+    already read (read_weights)."""
+    imp = imported or read_weights(path, trust)
     if imp.origin == "clap_train" and imp.ck:
         check_compatible(imp.ck, model, path)
     elif imp.model_cfg:  # LAION / Hugging Face: the front end their weights were trained with

@@ -1,4 +1,8 @@
+import contextlib
+import io
 import os
+import runpy
+import sys
 import time
 
 import pytest
@@ -37,6 +41,23 @@ def train_py(root, args=(), ranks: int = 2, timeout: int = 600, check: bool = Tr
     if check:
         assert p.returncode == 0, p.stderr[-4000:]
     return p
+
+
+def train_py_in_process(args) -> tuple[int, str, str]:
+    """`python train.py <args>` through train.py's own entry (Hydra's parser, our error handling) in this
+    process, seconds instead of a process start: (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    argv, sys.argv = sys.argv, [os.path.join(REPO, "train.py"), *args]
+    code = 0
+    try:
+        GlobalHydra.instance().clear()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            runpy.run_path(os.path.join(REPO, "train.py"), run_name="__main__")
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv = argv
+    return code, out.getvalue(), err.getvalue()
 
 
 def compose_cfg(tmp_path, overrides=(), data_root=None):

@@ -2,17 +2,10 @@
 allowed: `python train.py <override>` as a user types it (run in this process, so the table costs seconds,
 not a process start each), never a traceback from deep inside, never a silent run."""
 
-import contextlib
-import io
-import os
-import runpy
-import sys
-
 import pytest
 import torch
 
-from tests.conftest import REPO
-from tests.e2e.conftest import SMALL_DATA
+from tests.e2e.conftest import SMALL_DATA, train_py_in_process
 
 BAD = [
     ("data.batch_size=0", "data.batch_size=0: must be a whole number >= 1"),
@@ -68,21 +61,6 @@ if not torch.cuda.is_available():  # as on a laptop: Lightning's own exception b
     BAD.append(("trainer=gpu", "trainer.accelerator=gpu: no CUDA device is visible to torch"))
 
 
-def train_py_in_process(args) -> tuple[int, str]:
-    """train.py's own entry (Hydra's parser, our error handling) on `args`: (exit status, stderr)."""
-    err = io.StringIO()
-    argv, sys.argv = sys.argv, [os.path.join(REPO, "train.py"), *args]
-    try:
-        with contextlib.redirect_stderr(err):
-            runpy.run_path(os.path.join(REPO, "train.py"), run_name="__main__")
-        code = 0
-    except SystemExit as e:
-        code = e.code
-    finally:
-        sys.argv = argv
-    return code, err.getvalue()
-
-
 @pytest.mark.parametrize("override,message", BAD, ids=[b[0] for b in BAD])
 def test_bad_value_is_refused_at_start_up_in_one_line(tmp_path, data_root, override, message, monkeypatch):
     from clap_train.data.datamodule import ClapDataModule
@@ -90,7 +68,7 @@ def test_bad_value_is_refused_at_start_up_in_one_line(tmp_path, data_root, overr
     read = []
     monkeypatch.setattr(ClapDataModule, "setup", lambda self, stage=None: read.append(stage))
     args = ["debug=fast", f"paths.root={tmp_path}", *SMALL_DATA, f"synthetic.root={data_root}", override]
-    code, err = train_py_in_process(args)
+    code, _, err = train_py_in_process(args)
     assert code == 2, err[-2000:]
     lines = [ln for ln in err.splitlines() if ln.strip()]
     assert len(lines) == 1 and lines[0].startswith(f"error: {message}"), err[-2000:]

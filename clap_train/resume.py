@@ -78,7 +78,8 @@ def prepare_resume(cfg: DictConfig, run_dir: str, model, is_global_zero: bool) -
     if not path:
         return None, 0, 0
     log.info("resuming from %s", path)
-    ck = read_checkpoint(path, mmap=True, trust=bool(cfg.get("trust_checkpoint")))
+    # find_resume chose it with is_valid, which checked its digest: not hashed a second time
+    ck = read_checkpoint(path, mmap=True, trust=bool(cfg.get("trust_checkpoint")), verify=False)
     try:
         check_compatible(ck, model, path)
     except ValueError as e:

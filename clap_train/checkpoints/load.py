@@ -49,13 +49,16 @@ class DamagedCheckpoint(ValueError):
     """A file torch cannot read as a checkpoint at all (cut short, overwritten, or another kind of file)."""
 
 
-def read_checkpoint(path: str, map_location="cpu", mmap: bool = False, trust: bool = False) -> dict:
+def read_checkpoint(
+    path: str, map_location="cpu", mmap: bool = False, trust: bool = False, verify: bool = True
+) -> dict:
     """torch.load with weights_only=True (plus numpy scalars). A file that needs more than that is
-    refused with the name of the global it wanted, unless `trust` (trust_checkpoint=true) is given."""
+    refused with the name of the global it wanted, unless `trust` (trust_checkpoint=true) is given. With
+    `verify`, a sealed file whose contents changed is refused (checkpoints/integrity.py)."""
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint not found: {path}")
     if os.path.isdir(path):  # a DeepSpeed checkpoint folder: rank 0's model states carry the metadata
-        ck = read_checkpoint(checkpoint_file(path), map_location, mmap, trust)
+        ck = read_checkpoint(checkpoint_file(path), map_location, mmap, trust, verify)
         if "module" in ck and "state_dict" not in ck:
             if "ds_config" in ck and (ck["ds_config"].get("zero_optimization") or {}).get("stage") == 3:
                 ck["state_dict"] = {}  # partitioned: only DeepSpeed itself (resume) or its zero_to_fp32.py
@@ -65,14 +68,6 @@ def read_checkpoint(path: str, map_location="cpu", mmap: bool = False, trust: bo
     try:
         with torch.serialization.safe_globals(numpy_safe_globals()):
             ck = torch.load(path, map_location=map_location, weights_only=True, mmap=mmap)
-        if isinstance(ck, dict) and damaged(ck):
-            raise DamagedCheckpoint(
-                f"{path} is damaged: its contents do not match the digest written with it (bytes changed on "
-                "disk or in transfer); use another checkpoint or copy it again"
-            )
-        return ck
-    except DamagedCheckpoint:
-        raise
     except Exception as e:
         if not isinstance(e, pickle.UnpicklingError) and "Weights only load failed" not in str(e):
             why = str(e).split(". ")[0] if str(e).strip() and not str(e).strip().isdigit() else type(e).__name__
@@ -88,6 +83,13 @@ def read_checkpoint(path: str, map_location="cpu", mmap: bool = False, trust: bo
                 "(--trust-checkpoint); better, do that once in a sandbox, save its state_dict (or "
                 "safetensors) and use that file, which loads safely."
             ) from None
+    else:
+        if verify and isinstance(ck, dict) and damaged(ck):
+            raise DamagedCheckpoint(
+                f"{path} is damaged: its contents do not match the digest written with it (bytes changed on "
+                "disk or in transfer); use another checkpoint or copy it again"
+            )
+        return ck
     import warnings
 
     warnings.warn(

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clap_train.data.decode import AudioSpec, open_audio, read_checked
+from clap_train.data.decode import AudioSpec, read_clip
 from clap_train.data.skips import BadSample
 
 # what libsndfile reads (1.1+: mp3 too); other files in a folder are ignored and counted
@@ -213,11 +213,10 @@ def read_audio_file(path: str, spec: ReadSpec) -> tuple[np.ndarray, ReadInfo]:
     except OSError as e:
         raise BadSample("unreadable_file", e.strerror or str(e)) from None
     limits = AudioSpec(sample_rate=spec.sample_rate, max_seconds=spec.max_seconds, max_channels=1 << 10)
-    with open_audio(data, limits) as f:
-        sr, ch, n, fmt = f.samplerate, f.channels, f.frames, f.format
-        if n / sr < spec.min_seconds:
-            raise BadSample("too_short", f"{n / sr:.3f} s")
-        x = read_checked(f, 0, n)
+    clip = read_clip(data, limits, None, "start", None)
+    x, sr, n = clip.samples, clip.sample_rate, clip.frames
+    if n / sr < spec.min_seconds:
+        raise BadSample("too_short", f"{n / sr:.3f} s")
     if sr != spec.sample_rate:
         x = soxr.resample(x, sr, spec.sample_rate).astype(np.float32, copy=False)
-    return x, ReadInfo(sr, ch, n / sr, fmt)
+    return x, ReadInfo(sr, clip.channels, n / sr, clip.format)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from clap_train.data.decode import AudioSpec, decode_captions, find_audio, open_audio, read_checked
+from clap_train.data.decode import AudioSpec, decode_captions, find_audio, read_clip
 from clap_train.data.shards import expand_shards
 from clap_train.data.skips import BadSample, SkipCounter
 from clap_train.data.stream import read_shard
@@ -99,16 +99,14 @@ def check_shards(
                     raise BadSample("duplicate_key")
                 ext, data = find_audio(raw)
                 captions, _ = decode_captions(raw, caption_key, "tag", list(tag_templates or []) or None)
-                with open_audio(data, audio, ext) as f:
-                    sr, ch, n = f.samplerate, f.channels, f.frames
-                    read_checked(f, 0, n)
+                clip = read_clip(data, audio, None, "start", None, ext)
             except BadSample as e:
                 rec.skip(e.reason, f"{url}:{raw['__key__']}", e.detail)
                 continue
             rep.good += 1
-            rep.sample_rates[sr] += 1
-            rep.channels[ch] += 1
-            rep.durations.append(n / sr)
+            rep.sample_rates[clip.sample_rate] += 1
+            rep.channels[clip.channels] += 1
+            rep.durations.append(clip.frames / clip.sample_rate)
             rep.captions_per_sample[len(captions)] += 1
     return rep
 

@@ -5,16 +5,15 @@ Every failure raises `BadSample(reason)`; the stream counts it and moves on.
 
 from __future__ import annotations
 
-import io
 import json
 from dataclasses import dataclass
 
 import numpy as np
-import soundfile as sf
 import soxr
 
 from clap_train.config import check_choice, check_number
 from clap_train.data.crop import CROPS, PADS, choose_window, fit_length
+from clap_train.data.frames import decoded_length, exact_length, open_audio, read_frames, to_mono_checked
 from clap_train.data.skips import BadSample
 from clap_train.data.tar_reader import AUDIO_EXTS
 
@@ -60,77 +59,48 @@ def find_audio(sample: dict) -> tuple[str, bytes]:
     raise BadSample("missing_audio")
 
 
-# container formats libsndfile reports, by member extension
-FORMATS = {
-    "flac": {"FLAC"},
-    "wav": {"WAV", "WAVEX", "RF64", "W64"},
-    "ogg": {"OGG"},
-    "opus": {"OGG"},
-    "mp3": {"MP3", "MPEG"},
-    "aiff": {"AIFF"},
-    "aif": {"AIFF"},
-    "au": {"AU"},
-}
+@dataclass
+class Clip:
+    samples: np.ndarray  # mono float32 at the file's rate
+    sample_rate: int
+    frames: int  # the file's true length (decoded, where the format only estimates it)
+    channels: int
+    format: str  # libsndfile's container name (WAV, FLAC, MP3, OGG ...)
 
 
-def open_audio(data: bytes, spec: AudioSpec, ext: str | None = None) -> sf.SoundFile:
-    """Open encoded audio after the checks that need no decoding (format, length, channels)."""
-    try:
-        f = sf.SoundFile(io.BytesIO(data))
-    except Exception as e:  # libsndfile raises several types for unknown or damaged formats
-        # its message starts "Error opening <_io.BytesIO object at 0x...>: ": keep only the reason
-        raise BadSample("corrupt_audio", str(e).split(">: ", 1)[-1][:120]) from None
-    if ext in FORMATS and f.format not in FORMATS[ext]:
-        f.close()
-        raise BadSample("mislabeled_audio", f".{ext} member holds {f.format}")
-    sr, ch, n = f.samplerate, f.channels, f.frames
-    reason = (
-        "empty_audio"
-        if sr <= 0 or n <= 0
-        else "too_many_channels"
-        if ch > spec.max_channels
-        else "too_long"
-        if n / sr > spec.max_seconds
-        else None
-    )
-    if reason:
-        f.close()
-        raise BadSample(reason, f"{ch} channels, {n} frames at {sr} Hz")
-    return f
-
-
-def read_checked(f: sf.SoundFile, start: int, frames: int) -> np.ndarray:
-    """Read, then reject damage only the samples show: nothing decoded, NaN/inf, digital silence.
-    Returns mono float32."""
-    try:
-        if start:
-            f.seek(start)
-        x = f.read(frames, dtype="float32", always_2d=True)
-    except Exception as e:
-        raise BadSample("corrupt_audio", str(e)[:120]) from None
-    if x.shape[0] == 0:
-        raise BadSample("corrupt_audio", "no frames decoded")
-    if x.shape[0] < frames:
-        raise BadSample("truncated_audio", f"{x.shape[0]} of {frames} frames decoded")
-    if not np.isfinite(x).all():
-        raise BadSample("nonfinite_audio")
-    x = x.mean(axis=1) if x.shape[1] > 1 else x[:, 0]
-    if not np.any(x):
-        raise BadSample("silent_audio")
-    return x
+def read_clip(
+    data: bytes, spec: AudioSpec, seconds: float | None, crop: str, rng: np.random.Generator | None, ext=None
+) -> Clip:
+    """Decode a `seconds`-long crop window (the whole file with None), seeking rather than decoding what
+    lies before it, after the checks that need no decoding (format, channels, length).
+    """
+    with open_audio(data, ext) as f:
+        sr, ch, fmt, exact = f.samplerate, f.channels, f.format, exact_length(f)
+        if ch > spec.max_channels:
+            raise BadSample("too_many_channels", f"{ch} channels")
+        limit = int(spec.max_seconds * sr)
+        window = None if seconds is None else int(np.ceil(seconds * sr))
+        n, head = (f.frames, None) if exact else decoded_length(data, f, limit, keep=window or limit + 1)
+        if n > limit:
+            raise BadSample("too_long", f"{n / sr:.1f} s > data.audio.max_seconds={spec.max_seconds:g}")
+        window = n if window is None else min(window, n)
+        start = choose_window(n, window, crop, rng)
+        if head is not None and start + window <= head.shape[0]:
+            x = head[start : start + window]
+        else:
+            x = read_frames(data, f, start, window)
+    return Clip(to_mono_checked(x, whole=window == n), sr, n, ch, fmt)
 
 
 def decode_audio(data: bytes, spec: AudioSpec, crop: str, rng: np.random.Generator | None, ext: str | None = None):
-    """Decode only the crop window (seeking in the file), mix to mono, resample, pad.
+    """Decode only the crop window, mix to mono, resample, pad.
 
     Returns (waveform float32 [clip_samples], true length in model samples before padding, longer flag);
     with `spec.fusion` a longer clip comes back whole (up to fusion_max_seconds), not cropped.
     """
-    with open_audio(data, spec, ext) as f:
-        sr, n = f.samplerate, f.frames
-        window = int(np.ceil((spec.fusion_max_seconds if spec.fusion else spec.clip_seconds) * sr))
-        start = choose_window(n, window, crop, rng)
-        x = read_checked(f, start, min(window, n - start))
+    window_s = spec.fusion_max_seconds if spec.fusion else spec.clip_seconds
+    clip = read_clip(data, spec, window_s, crop, rng, ext)
+    x, sr, n = clip.samples, clip.sample_rate, clip.frames
     if sr != spec.sample_rate:
         x = soxr.resample(x, sr, spec.sample_rate).astype(np.float32, copy=False)
     if spec.fusion and x.shape[0] > spec.clip_samples:  # the model builds its global view + local crops

@@ -6,8 +6,10 @@ the writer takes their results in input order, so the output is byte-identical f
 settings whatever the process count.
 
 Splits: a `split` column wins; otherwise a seeded, stratified rule: within each label (or among the
-unlabelled), files are ordered by a hash of (seed, relative path) and cut by the split fractions, so
-every class appears in every split in proportion and the same seed gives the same split.
+unlabelled), files are ordered by a hash of (seed, relative path) and cut by the split fractions, at
+least one file per asked-for split where the class has that many, so every class appears in every split
+and the same seed gives the same split. The report warns of each split that came out empty and each
+class some split has none of (too few files, or its files there were unreadable).
 """
 
 from __future__ import annotations
@@ -20,8 +22,10 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
+import soundfile as sf
 
 from clap_train.data.audio_files import AudioItem, ReadSpec, list_audio, read_audio_file
+from clap_train.data.frames import EXACT_FORMATS
 from clap_train.data.skips import BadSample
 from clap_train.data.writer import ShardWriter, check_codec, encode_audio, encode_json
 from clap_train.prompts import DEFAULT_TEMPLATES, class_phrase
@@ -41,27 +45,71 @@ class MakeShardsSpec:
     codec: str = "flac"  # writer.CODECS: flac (LAION's), pcm16 (cheap to decode), ...
 
 
-def assign_splits(items: list[AudioItem], fractions: dict[str, float], seed: int) -> list[str]:
+def split_counts(k: int, fractions: dict[str, float]) -> dict[str, int]:
+    """How a class of `k` files is cut: in proportion (largest remainder), but every split with a positive
+    fraction gets at least one file while the class has one per split; a smaller class fills the largest
+    splits first."""
+    total = sum(fractions.values())
+    wanted = [n for n in fractions if fractions[n] > 0]
+    if k < len(wanted):
+        by_size = sorted(wanted, key=lambda n: -fractions[n])  # stable: ties keep the order given
+        return {n: int(n in by_size[:k]) for n in fractions}
+    exact = {n: k * fractions[n] / total for n in fractions}
+    counts = {n: max(int(exact[n]), 1) if n in wanted else 0 for n in fractions}
+    while sum(counts.values()) > k:  # the minimums overdrew: take back from the most over-served
+        n = max((n for n in wanted if counts[n] > 1), key=lambda n: counts[n] - exact[n])
+        counts[n] -= 1
+    while sum(counts.values()) < k:
+        n = max(wanted, key=lambda n: exact[n] - counts[n])
+        counts[n] += 1
+    return counts
+
+
+def assign_splits(
+    items: list[AudioItem], fractions: dict[str, float], seed: int, openable: list[bool] | None = None
+) -> list[str]:
+    """Each item's split. Items not `openable` (empty, unreadable header: skipped later) take no share."""
     total = sum(fractions.values())
     if total <= 0 or any(v < 0 for v in fractions.values()):
         raise ValueError(f"split fractions must be non-negative with a positive sum, got {fractions}")
-    names, cum, acc = list(fractions), [], 0.0
-    for n in names:
-        acc += fractions[n] / total
-        cum.append(acc)
     groups: dict[str, list[int]] = {}
     for i, it in enumerate(items):
-        groups.setdefault(it.labels[0] if it.labels else "", []).append(i)
-    out = [""] * len(items)
+        if not it.split and (openable is None or openable[i]):  # an explicit split column wins
+            groups.setdefault(it.labels[0] if it.labels else "", []).append(i)
+    out = [it.split or "" for it in items]
     for idx in groups.values():
         idx.sort(key=lambda i: hashlib.sha1(f"{seed}:{items[i].rel}".encode()).hexdigest())
-        for pos, i in enumerate(idx):
-            u = (pos + 0.5) / len(idx)
-            out[i] = next(n for n, c in zip(names, cum) if u < c + 1e-12)
-    for i, it in enumerate(items):  # an explicit split column wins
-        if it.split:
-            out[i] = it.split
+        names = [n for n, c in split_counts(len(idx), fractions).items() for _ in range(c)]
+        for i, name in zip(idx, names):
+            out[i] = name
     return out
+
+
+def _openable(path: str, min_seconds: float) -> bool:
+    """A header read: files that cannot be opened, or that are too short by an exact count, get no place
+    in a split (their decode reports why)."""
+    try:
+        if os.path.getsize(path) == 0:
+            return False
+        info = sf.info(path)
+        return info.frames > 0 and (info.format not in EXACT_FORMATS or info.duration >= min_seconds)
+    except Exception:  # libsndfile raises several types; the decode that follows reports the reason
+        return False
+
+
+def split_warnings(items: list[AudioItem], splits: list[str], kept: list[bool], fractions: dict) -> list[str]:
+    """A warning for each asked-for split that came out empty, and each class some split has none of."""
+    asked = [n for n, f in fractions.items() if f > 0]
+    got: dict[str, Counter] = {}
+    for it, split, ok in zip(items, splits, kept):
+        if ok:
+            got.setdefault(it.labels[0] if it.labels else "", Counter())[split] += 1
+    warnings = [f"split {n!r} is empty" for n in asked if not any(c[n] for c in got.values())]
+    for cls, c in sorted(got.items()):
+        missing = [n for n in asked if not c[n] and any(g[n] for g in got.values())]
+        if cls and missing:
+            warnings.append(f"class {cls!r} ({sum(c.values())} files written) has none in {', '.join(missing)}")
+    return warnings
 
 
 def _encode(job: tuple[AudioItem, ReadSpec, tuple[str, ...], str]):
@@ -104,12 +152,12 @@ def make_shards(src: str, out_dir: str, spec: MakeShardsSpec | None = None, prog
     check_codec(spec.codec, spec.sample_rate)
     listing = list_audio(src, spec.classes_from_dirs)
     items = listing.items
-    splits = assign_splits(items, spec.splits, spec.seed)
+    splits = assign_splits(items, spec.splits, spec.seed, [_openable(it.path, spec.min_seconds) for it in items])
     read = ReadSpec(sample_rate=spec.sample_rate, min_seconds=spec.min_seconds, max_seconds=spec.max_seconds)
     jobs = [(it, read, tuple(spec.templates), spec.codec) for it in items]
     os.makedirs(out_dir, exist_ok=True)
     writers: dict[str, ShardWriter] = {}
-    skipped, notes, written = [], Counter(), Counter()
+    skipped, notes, written, kept = [], Counter(), Counter(), [False] * len(items)
     workers = spec.workers or os.cpu_count() or 1
     pool = mp.get_context("forkserver").Pool(workers) if workers > 1 and len(jobs) > 1 else None
     try:
@@ -122,12 +170,13 @@ def make_shards(src: str, out_dir: str, spec: MakeShardsSpec | None = None, prog
                 reason, detail = extra
                 skipped.append({"path": it.rel, "reason": reason, "detail": detail})
                 continue
-            split = splits[i]
+            split = splits[i] or next(iter(spec.splits))  # a header libsndfile refused by path, read after all
             if split not in writers:
                 writers[split] = ShardWriter(os.path.join(out_dir, split), maxcount=spec.shard_size)
             ext, audio, meta = payload
             writers[split].write(f"{i:08d}", {ext: audio, "json": meta})
             written[split] += 1
+            kept[i] = True
             notes.update(extra)
     finally:
         if pool:
@@ -149,6 +198,7 @@ def make_shards(src: str, out_dir: str, spec: MakeShardsSpec | None = None, prog
         "ignored_not_audio": listing.ignored,
         "skipped_files": skipped,
         "classes": [class_phrase(c) for c in classes],
+        "warnings": split_warnings(items, splits, kept, spec.splits),
     }
     with open(os.path.join(out_dir, "report.json"), "w") as f:
         json.dump(report, f, indent=1, sort_keys=True)
@@ -183,4 +233,5 @@ def format_report(rep: dict) -> str:
             f"  {len(rep['classes'])} classes: {', '.join(rep['classes'][:12])}"
             + (" ..." if len(rep["classes"]) > 12 else "")
         )
+    lines += [f"  warning: {w}" for w in rep.get("warnings", [])]
     return "\n".join(lines)

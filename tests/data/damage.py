@@ -7,6 +7,7 @@ import numpy as np
 import soundfile as sf
 
 from clap_train.data.writer import encode_flac, encode_json
+from tests.data.mp3 import misestimated_mp3
 
 SR = 16000
 
@@ -22,6 +23,12 @@ def tone(seconds=0.3, sr=SR, seed=0):
 def wav_bytes(x, sr=SR, subtype="PCM_16"):
     b = io.BytesIO()
     sf.write(b, x, sr, format="WAV", subtype=subtype)
+    return b.getvalue()
+
+
+def ogg_bytes(x, sr, subtype):
+    b = io.BytesIO()
+    sf.write(b, x, sr, format="OGG", subtype=subtype)
     return b.getvalue()
 
 
@@ -47,6 +54,9 @@ DAMAGES = [
     ("json_invalid", {"flac": encode_flac(tone(), SR), "json": b"{not json"}),
     ("json_not_utf8", {"flac": encode_flac(tone(), SR), "json": b'{"text": "caf\xe9"}'}),
     (None, {"flac": encode_flac(tone(0.3, 44100), 44100), "json": CAP}),  # other rate: resampled
+    # MP3s whose length libmpg123 only estimates (7.3 s, 0.65 s, 0.79 s for 2.05 s decoded): whole and usable
+    *((None, {"mp3": misestimated_mp3(kind, 2.0, 32000)[0], "json": CAP}) for kind in ("over", "under", "cbr")),
+    (None, {"opus": ogg_bytes(tone(1.0, 48000), 48000, "OPUS"), "json": CAP}),
 ]
 
 

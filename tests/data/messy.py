@@ -9,6 +9,7 @@ import numpy as np
 import soundfile as sf
 
 from clap_train.data.synthetic import make_clip
+from tests.data.mp3 import misestimated_mp3
 
 CLASSES = ("bell", "whistle", "buzzer", "drum")
 # (extension, soundfile format, subtype, sample rate, channels)
@@ -57,6 +58,11 @@ def write_messy_folder(root: str, per_class: int = 6, seed: int = 0) -> dict:
     with open(os.path.join(root, "drum/long_take.txt"), "w") as f:
         f.write("A low drum is struck again and again.\nDrum hits repeat for a long time.\n")
     good.append(long_rel)
+    # MP3s whose headers misstate their length (estimated 13.3 s and 1.3 s for 5 s): used whole
+    for rel, kind in (("buzzer/tagged_rip.mp3", "over"), ("whistle/old_encoder.mp3", "under")):
+        with open(os.path.join(root, rel), "wb") as f:
+            f.write(misestimated_mp3(kind, seconds=5.0, sr=44100, seed=len(good))[0])
+        good.append(rel)
     with open(os.path.join(root, "bell/broken.wav"), "wb") as f:
         f.write(b"RIFF\x00\x00\x00\x00WAVEfmt " + rng.bytes(64))
     open(os.path.join(root, "bell/empty.flac"), "wb").close()

@@ -40,7 +40,7 @@ def damaged(tmp_path):
     full = write_tar(b, [(f"b{i}", good(10 + i)) for i in range(3)])
     write_tar(b, [(f"b{i}", good(10 + i)) for i in range(3)], truncate_at=len(full) * 2 // 3)
     write_tar(last, [(f"d{i}", good(20 + i)) for i in range(5)])
-    n_good = 4 + 1 + 2 + 5  # a's good + the resampled one + b's complete ones + d's
+    n_good = 4 + sum(r is None for r, _ in DAMAGES) + 2 + 5  # a's good + the usable ones + b's complete + d's
     counts = expected_counts() + collections.Counter(duplicate_key=1, truncated_tar=1, shard_unreadable=1)
     return order, n_good, counts, missing
 
@@ -62,7 +62,8 @@ def test_check_data_report_and_verdict(damaged):
     rep = check_shards(sorted(order), max_seconds=3.0)
     assert rep.good == n_good
     assert dict(rep.bad) == dict(want)
-    assert rep.sample_rates[44100] == 1 and rep.sample_rates[16000] == n_good - 1
+    assert dict(rep.sample_rates) == {16000: n_good - 5, 44100: 1, 32000: 3, 48000: 1}
+    assert sorted(rep.durations)[-1] == pytest.approx(65664 / 32000)  # the MP3s' decoded length, not estimated
     assert verdict(rep, 0.9)[0] and not verdict(rep, 0.1)[0]
     assert all(rep.where[r] for r in want)
 

@@ -13,7 +13,7 @@ import soundfile as sf
 
 from clap_train.cli import main
 from clap_train.data.audio_files import InputError, list_audio
-from clap_train.data.make_shards import MakeShardsSpec, assign_splits, make_shards
+from clap_train.data.make_shards import MakeShardsSpec, assign_splits, make_shards, split_counts, split_warnings
 from tests.data.messy import write_messy_folder
 
 
@@ -55,7 +55,7 @@ def test_messy_folder(messy):
     assert sum(rep["written"].values()) == len(info["good"])
     assert {s["path"]: s["reason"] for s in rep["skipped_files"]} == info["bad"]
     assert sorted(rep["ignored_not_audio"]) == info["ignored"]  # the side-car caption file is not "ignored"
-    assert rep["notes"]["rescaled"] == 4 and rep["notes"]["downmixed"] >= 8 and rep["notes"]["resampled"] >= 16
+    assert rep["notes"]["rescaled"] == 4 + 2 and rep["notes"]["downmixed"] >= 8 and rep["notes"]["resampled"] >= 16
     assert json.load(open(os.path.join(out, "classes.json"))) == ["bell", "buzzer", "drum", "whistle"]
     members = _members(out)
     metas = {k: json.loads(v) for k, v in members.items() if k[1].endswith(".json")}
@@ -78,7 +78,10 @@ def test_messy_folder(messy):
     # stratified: every class is trained on, and the held-out splits are not empty
     for cls in ("bell", "buzzer", "drum", "whistle"):
         assert "train" in {k[0] for k, m in metas.items() if m["tag"] == [cls]}
-    assert rep["written"]["valid"] >= 2 and rep["written"]["test"] >= 3
+    # every class in every split (bell's two files that cannot be opened take no share), but whistle's test
+    # file is its silent one: one warning says so
+    assert rep["written"]["valid"] == 4 and rep["written"]["test"] == 3
+    assert rep["warnings"] == ["class 'whistle' (7 files written) has none in test"]
 
 
 def test_byte_identical_whatever_the_process_count(messy):
@@ -108,6 +111,29 @@ def test_split_rule_is_stratified_and_seeded():
     assert assign_splits(items, {"train": 1.0}, seed=0)[0] == "test"  # a split column wins
     with pytest.raises(ValueError, match="non-negative"):
         assign_splits(items, {"train": -1.0}, 0)
+
+
+@pytest.mark.parametrize(
+    "k,want",
+    [(1, (1, 0, 0)), (2, (1, 1, 0)), (3, (1, 1, 1)), (5, (3, 1, 1)), (9, (7, 1, 1)), (10, (8, 1, 1)), (40, (32, 4, 4))],
+)
+def test_small_classes_reach_every_split(k, want):
+    fr = {"train": 0.8, "valid": 0.1, "test": 0.1}
+    assert tuple(split_counts(k, fr).values()) == want
+    assert split_counts(4, {"train": 0.5, "valid": 0.0, "test": 0.5}) == {"train": 2, "valid": 0, "test": 2}
+
+
+def test_split_warnings_name_empty_splits_and_unsplit_classes():
+    from clap_train.data.audio_files import AudioItem
+
+    fr = {"train": 0.8, "valid": 0.1, "test": 0.1}
+    items = [
+        AudioItem(f"/x/{c}/{i}.wav", f"{c}/{i}.wav", labels=[c]) for c, k in (("a", 5), ("b", 2)) for i in range(k)
+    ]
+    s = assign_splits(items, fr, seed=0)
+    assert split_warnings(items, s, [True] * len(items), fr) == ["class 'b' (2 files written) has none in test"]
+    lost = [not (it.labels == ["a"] and sp == "test") for it, sp in zip(items, s)]  # a's test file unreadable
+    assert split_warnings(items, s, lost, fr) == ["split 'test' is empty"]  # no class has it: one warning
 
 
 def test_csv_and_jsonl_inputs(messy, tmp_path):

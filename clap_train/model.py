@@ -17,7 +17,8 @@ from torch import nn
 from clap_train.audio.frontend import LogMel, pcm_to_float
 from clap_train.audio.fusion import fusion_mels
 from clap_train.audio.pooling import build_pooling
-from clap_train.config import instantiate
+from clap_train.config import check_choice, instantiate
+from clap_train.data.crop import PADS, fit_length
 from clap_train.prompts import DEFAULT_TEMPLATES
 from clap_train.text.tower import TextTower
 
@@ -39,8 +40,11 @@ class CLAP(nn.Module):
         clip_seconds: float = 10.0,
         mask_padding: bool = False,
         fusion_force_longer: bool = True,
+        pad: str = "repeatpad",
     ):
         super().__init__()
+        check_choice("model.pad", pad, PADS)
+        self.pad = pad  # how encode_audio fills a short clip (data.audio.pad in training)
         self.frontend, self.audio_branch, self.pooling = frontend, audio_encoder, pooling
         self.text_branch = text_encoder
         self.audio_projection = projection(audio_encoder.out_dim, embed_dim)
@@ -108,12 +112,10 @@ class CLAP(nn.Module):
     ) -> torch.Tensor:
         """Waveforms `[B, T]` (float, any rate) or a list of 1-D clips -> L2-normalised `[B, D]`.
 
-        Clips are resampled to the model rate, then cropped from the start or repeat-padded to the
+        Clips are resampled to the model rate, then cropped from the start or padded (`model.pad`) to the
         model's clip length, exactly as at evaluation. A fusion model keeps long clips whole (global
         view + fixed local crops).
         """
-        from clap_train.data.crop import fit_length
-
         clips = _as_clips(waveforms, lengths)
         sr = sample_rate or self.sample_rate
         n = self.clip_samples
@@ -127,7 +129,7 @@ class CLAP(nn.Module):
                     c = soxr.resample(c, sr, self.sample_rate).astype(np.float32)
                 keep = self.audio_branch.fusion and len(c) > n
                 lens.append(len(c) if keep else min(len(c), n))
-                chunk.append(c if keep else fit_length(c, n, "repeatpad"))
+                chunk.append(c if keep else fit_length(c, n, self.pad))
             width = max(len(c) for c in chunk)
             x = torch.from_numpy(np.stack([np.pad(c, (0, width - len(c))) for c in chunk])).to(dev)
             out.append(F.normalize(self.audio_features(x, torch.tensor(lens, device=dev)), dim=-1))

@@ -12,7 +12,7 @@ import re
 
 import torch
 
-from clap_train.audio.frontend import LAION_FRONTEND
+from clap_train.checkpoints.hf_frontend import from_extractor, laion_default, to_extractor
 
 AUDIO = "audio_model.audio_encoder."
 # (ours, HF) suffix pairs inside one Swin block; the rest of the audio tower keeps its names.
@@ -103,8 +103,9 @@ def is_hf_state(sd: dict) -> bool:
 
 
 # --- configs -------------------------------------------------------------------------------------------
-def model_config(hf_config) -> tuple[dict, dict]:
-    """A transformers ClapConfig -> (our build_model config, our text-tower config dict)."""
+def model_config(hf_config, extractor: dict | None = None) -> tuple[dict, dict]:
+    """A transformers ClapConfig and its feature extractor's settings (preprocessor_config.json; None:
+    LAION's front end) -> (our build_model config, our text-tower config dict)."""
     a, t = hf_config.audio_config, hf_config.text_config
     stride = a.patch_stride if isinstance(a.patch_stride, int) else a.patch_stride[0]
     audio = {
@@ -123,18 +124,18 @@ def model_config(hf_config) -> tuple[dict, dict]:
         "drop_path_rate": a.drop_path_rate,
         "fusion": bool(a.enable_fusion),
     }
+    fusion = bool(a.enable_fusion)
+    front = (
+        laion_default(fusion, a.num_mel_bins)
+        if extractor is None
+        else from_extractor(extractor, fusion, a.num_mel_bins)
+    )
     cfg = {
         "embed_dim": hf_config.projection_dim,
         "logit_scale_init": float(hf_config.logit_scale_init_value),
         "logit_scale_max": 100.0,
-        "clip_seconds": 10.0,
         "mask_padding": False,
-        "frontend": {
-            **LAION_FRONTEND,
-            "n_mels": a.num_mel_bins,
-            "mel_scale": "htk" if a.enable_fusion else "slaney",
-            "mel_norm": "auto",
-        },
+        **front,
         "audio_encoder": audio,
         "pooling": {"name": "mean"},
         "text_encoder": {"pooling": "pooler", "max_length": 77},
@@ -206,19 +207,7 @@ def hf_config(model):
 def feature_extractor(model):
     from transformers import ClapFeatureExtractor
 
-    fe = model.frontend
-    return ClapFeatureExtractor(
-        feature_size=fe.n_mels,
-        sampling_rate=fe.sample_rate,
-        hop_length=fe.hop_length,
-        max_length_s=int(round(model.clip_seconds)),
-        fft_window_size=fe.n_fft,
-        frequency_min=int(fe.f_min),
-        frequency_max=int(fe.f_max),
-        top_db=None,
-        truncation="fusion" if model.audio_branch.fusion else "rand_trunc",
-        padding="repeatpad",
-    )
+    return ClapFeatureExtractor(**to_extractor(model))
 
 
 def export(model, out_dir: str) -> None:
@@ -226,6 +215,7 @@ def export(model, out_dir: str) -> None:
     from transformers import ClapModel, ClapProcessor
 
     cfg = hf_config(model)
+    extractor = feature_extractor(model)  # before any file is written: a front end it cannot hold is refused
     hf = ClapModel(cfg)
     sd = to_hf(model.state_dict())
     own = hf.state_dict()
@@ -236,21 +226,28 @@ def export(model, out_dir: str) -> None:
         raise RuntimeError(f"export to ClapModel: missing={missing[:5]} unexpected={unexpected[:5]}")
     os.makedirs(out_dir, exist_ok=True)
     hf.save_pretrained(out_dir, safe_serialization=True)
-    ClapProcessor(feature_extractor=feature_extractor(model), tokenizer=model.tokenizer.tok).save_pretrained(out_dir)
+    ClapProcessor(feature_extractor=extractor, tokenizer=model.tokenizer.tok).save_pretrained(out_dir)
 
 
 def read(path_or_id: str) -> tuple[dict, dict, dict, object]:
     """A ClapModel directory or hub id -> (our state_dict, our model config, text config, tokenizer)."""
-    from transformers import AutoTokenizer, ClapModel
+    from transformers import AutoTokenizer, ClapFeatureExtractor, ClapModel
 
     try:
         hf = ClapModel.from_pretrained(path_or_id)
         tok = AutoTokenizer.from_pretrained(path_or_id)
+        try:
+            extractor = ClapFeatureExtractor.get_feature_extractor_dict(path_or_id)[0]
+        except OSError:  # a folder saved without its processor: LAION's front end, as its checkpoints use
+            extractor = None
     except OSError as e:
         raise FileNotFoundError(
             f"cannot load the Hugging Face CLAP model {path_or_id!r}: {e}. A hub id needs network access "
             "(unset HF_HUB_OFFLINE); without it, pass a local directory (e.g. from `huggingface-cli download`)."
         ) from None
-    cfg, text = model_config(hf.config)
+    try:
+        cfg, text = model_config(hf.config, extractor)
+    except ValueError as e:
+        raise ValueError(f"{path_or_id}: {e}") from None
     sd, _ = from_hf(hf.state_dict())
     return sd, cfg, text, tok

@@ -1,4 +1,4 @@
-"""transformers' `ClapFeatureExtractor` (a folder's preprocessor_config.json) <-> our front end.
+"""transformers' `ClapFeatureExtractor` (a folder's processor/preprocessor_config.json) <-> our front end.
 
 The extractor's settings are the model's input contract: rates, FFT and hop, mel bins and band, clip
 length, padding. On import they become our `frontend`, `clip_seconds` and `pad`; on export they are
@@ -16,8 +16,9 @@ TRUNCATIONS = ("rand_trunc", "fusion")
 
 
 def from_extractor(fe: dict, fusion: bool, n_mels: int) -> dict:
-    """preprocessor_config.json's dict -> {"frontend": ..., "clip_seconds": ..., "pad": ...} for build_model,
-    or a ValueError naming each setting our front end cannot represent."""
+    """The extractor's settings (processor_config.json; preprocessor_config.json before transformers 5)
+    -> {"frontend", "clip_seconds", "pad"} for build_model, or a ValueError naming each setting our front
+    end cannot represent."""
     trunc = fe.get("truncation", "fusion")
     problems = []
     if trunc not in TRUNCATIONS:
@@ -30,7 +31,7 @@ def from_extractor(fe: dict, fusion: bool, n_mels: int) -> dict:
     if float(fe.get("padding_value", 0.0)) != 0.0:
         problems.append(f"padding_value={fe['padding_value']} (our padding is silence)")
     if problems:
-        raise ValueError("preprocessor_config.json: cannot represent " + "; ".join(problems))
+        raise ValueError("its feature extractor (processor_config.json): cannot represent " + "; ".join(problems))
     n_fft = int(fe.get("fft_window_size", 1024))
     pad = fe.get("padding", "repeatpad")
     return {

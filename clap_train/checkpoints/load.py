@@ -236,6 +236,17 @@ def check_compatible(ck: dict, model: CLAP, path: str) -> None:
         )
 
 
+def _front_end_differences(cfg: dict, model: CLAP) -> list[tuple[str, object, object]]:
+    """(key, the checkpoint's value, this model's) for each input setting the two disagree on."""
+    fe, mine = cfg["frontend"], model.frontend
+    keys = ("n_fft", "win_length", "hop_length", "n_mels", "f_min", "f_max", "mel_scale")
+    out = [(f"model.frontend.{k}", fe[k], getattr(mine, k)) for k in keys if k in fe and fe[k] != getattr(mine, k)]
+    for k in ("clip_seconds", "pad"):
+        if k in cfg and cfg[k] != getattr(model, k):
+            out.append((f"data.audio.{k}", cfg[k], getattr(model, k)))
+    return out
+
+
 def init_weights(
     model: CLAP, path: str, log=print, trust: bool = False, strict: bool = True, imported: Imported | None = None
 ) -> None:
@@ -254,11 +265,8 @@ def init_weights(
                 f"{path} was trained at {fe['sample_rate']} Hz but this model runs at "
                 f"{model.sample_rate} Hz: set data.audio.sample_rate={fe['sample_rate']}"
             )
-        if fe["mel_scale"] != model.frontend.mel_scale:
-            log(
-                f"warning: {path} expects a {fe['mel_scale']} mel filterbank, this model uses "
-                f"{model.frontend.mel_scale} (model.frontend.mel_scale)"
-            )
+        for key, theirs, mine in _front_end_differences(imp.model_cfg, model):
+            log(f"warning: {path} was trained with {key}={theirs!r}; this run uses {mine!r} (set {key} to match)")
     _report_derived(imp, model, log)
     sd, own = imp.state_dict, model.state_dict()
     usable = {k: v for k, v in sd.items() if k in own and own[k].shape == v.shape}

@@ -156,6 +156,7 @@ def cmd_zeroshot(args) -> int:
         args.out,
         args.batch_size,
         _progress(),
+        _long_audio(args),
     )
     print(format_zeroshot(res))
     if args.out:
@@ -170,7 +171,7 @@ def cmd_embed(args) -> int:
 
     model = _model(args)
     if args.audio:
-        emb, rows, skipped = audio_embeddings(model, args.audio, args.batch_size, _progress())
+        emb, rows, skipped = audio_embeddings(model, args.audio, args.batch_size, _progress(), _long_audio(args))
         for s in skipped:
             print(f"skipped {s['path']}: {s['reason']} {s['detail']}".rstrip())
     else:
@@ -185,7 +186,7 @@ def cmd_retrieve(args) -> int:
     from clap_train.tools.retrieve import format_ranked, read_captions, search
 
     texts, direction = (args.query, "text->audio") if args.query else (read_captions(args.captions), "audio->text")
-    res = search(_model(args), args.audio, texts, direction, args.k, args.batch_size, _progress())
+    res = search(_model(args), args.audio, texts, direction, args.k, args.batch_size, _progress(), _long_audio(args))
     print(format_ranked(res))
     _write_json(res, args.json)
     return 0
@@ -217,6 +218,7 @@ def cmd_evaluate(args) -> int:
         args.out,
         args.batch_size,
         _progress(),
+        _long_audio(args),
     )
     print(format_evaluate(res))
     _write_json(res, args.json)
@@ -236,6 +238,7 @@ def cmd_benchmark(args) -> int:
         _progress(),
         trust_checkpoint=args.trust_checkpoint,
         tokenizer=args.tokenizer,
+        long_audio=_long_audio(args),
     )
     print(format_table(res))
     _write_json(res, args.json)
@@ -264,8 +267,31 @@ def cmd_export(args) -> int:
 AUDIO_HELP = "audio files, folders (searched recursively) or CSV/JSONL listings with a path column"
 
 
+def _long_audio_args(p) -> None:
+    from clap_train.long_audio import MODES
+
+    p.add_argument(
+        "--long-audio",
+        choices=MODES,
+        help="audio longer than the model's clip: its first window, the average of sliding windows (streamed, "
+        "deterministic), or a fusion model's fusion path (default: fusion for fusion models, else first)",
+    )
+    p.add_argument("--window-seconds", type=float, help="slide: window length (default: the model's clip)")
+    p.add_argument("--hop-seconds", type=float, help="slide: step between windows (default: half a window)")
+    p.add_argument(
+        "--fusion-max-seconds", type=float, default=60.0, help="fusion (and slide over shards): seconds seen at most"
+    )
+
+
+def _long_audio(args):
+    from clap_train.long_audio import LongAudio
+
+    return LongAudio(args.long_audio, args.window_seconds, args.hop_seconds, args.fusion_max_seconds)
+
+
 def _model_args(p) -> None:
     """What every command that loads a checkpoint takes."""
+    _long_audio_args(p)
     p.add_argument("--checkpoint", required=True, help="ours (.ckpt), LAION-CLAP .pt, or a Hugging Face CLAP dir")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1 ...")
     p.add_argument("--batch-size", type=int, default=16, help="clips or captions per forward pass")
@@ -396,6 +422,7 @@ def _args_benchmark(p) -> None:
     p.add_argument("--batch-size", type=int, default=16, help="clips or captions per forward pass")
     p.add_argument("--tokenizer", help="RoBERTa tokenizer for a LAION .pt (default roberta-base from the hub)")
     p.add_argument("--trust-checkpoint", action="store_true", help="allow full pickle (trusted files only)")
+    _long_audio_args(p)
     p.add_argument("--json", help="write every metric (per fold, counts, missing clips) here")
     p.add_argument("--markdown", help="write the table as Markdown here")
 

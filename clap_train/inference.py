@@ -8,9 +8,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
-from clap_train.data.audio_files import AudioItem, ReadSpec, read_audio_file
+from clap_train.audio.frontend import pcm_to_float
+from clap_train.data.audio_files import AudioItem, ReadSpec, read_audio_file, stream_audio_file
 from clap_train.data.skips import BadSample
+from clap_train.long_audio import LongAudio, slide
 from clap_train.model import CLAP
 
 Progress = Callable[[Iterable, int, str], Iterable]
@@ -39,24 +42,32 @@ def embed_items(
     batch_size: int = 16,
     progress: Progress = no_progress,
     max_seconds: float = 3600.0,
+    long_audio: LongAudio | None = None,
 ) -> AudioEmbeddings:
-    """Read (any format, rate, channels), resample to the model rate, embed as at evaluation (start crop or
-    repeat-pad; fusion models see long clips whole)."""
+    """Read (any format, rate, channels), resample to the model rate, embed as at evaluation; a file
+    longer than the model's clip as `long_audio` says (its first window, decoding nothing after it;
+    sliding windows, streamed; or a fusion model's fusion path over its start)."""
+    la = (long_audio or LongAudio()).resolve(model.clip_seconds, model.audio_branch.fusion)
     spec = ReadSpec(sample_rate=model.sample_rate, min_seconds=0.0, max_seconds=max_seconds)
     kept, skipped, out, clips = [], [], [], []
 
     def flush():
         if clips:
-            out.append(model.encode_audio(clips, sample_rate=model.sample_rate, batch_size=batch_size).cpu())
+            out.append(model.encode_audio(clips, batch_size=batch_size, long_audio=la).cpu())
             clips.clear()
 
+    window, hop = la.samples(model.sample_rate)
+    head = model.clip_seconds if la.mode == "first" else la.fusion_max_seconds
     for it in progress(items, len(items), "audio files"):
         try:
-            x, _ = read_audio_file(it.path, spec)
+            if la.mode == "slide":
+                windows = slide(stream_audio_file(it.path, spec), window, hop)
+                out.append(model.encode_windows(windows, batch_size)[None].cpu())
+            else:
+                clips.append(read_audio_file(it.path, spec, head)[0])
         except BadSample as e:
             skipped.append({"path": it.rel, "reason": e.reason, "detail": e.detail})
             continue
-        clips.append(x)
         kept.append(it)
         if len(clips) == batch_size:
             flush()
@@ -84,8 +95,10 @@ def embed_shards(
     tag_templates: list[str] | None = None,
     batch_size: int = 32,
     progress: Progress = no_progress,
+    long_audio: LongAudio | None = None,
 ) -> dict:
-    """Every sample of a shard set once, as evaluation sees it (start crop, all captions).
+    """Every sample of a shard set once, as evaluation sees it (start crop, all captions); a sample longer
+    than the model's clip as `long_audio` says (slide and fusion over its first fusion_max_seconds).
     Returns {"keys", "audio" [N, D], "text" [M, D], "captions" [M], "owner" [M], "tags", "skips"}.
     One process, so every skip is counted here and reported."""
     from clap_train.data.datasets import EvalStream
@@ -101,18 +114,25 @@ def embed_shards(
         tag_templates=list(tag_templates or ["{}"]),
         resample=False,
     )
-    audio = AudioSpec(sample_rate=model.sample_rate, clip_seconds=model.clip_seconds, fusion=model.audio_branch.fusion)
+    la = (long_audio or LongAudio()).resolve(model.clip_seconds, model.audio_branch.fusion)
+    whole = la.mode != "first"  # the stream keeps samples whole (up to fusion_max_seconds), as for fusion training
+    audio = AudioSpec(
+        sample_rate=model.sample_rate,
+        clip_seconds=model.clip_seconds,
+        fusion=whole,
+        fusion_max_seconds=max(la.fusion_max_seconds, model.clip_seconds),
+    )
     ds = EvalStream(src, audio, StreamOpts(), batch_size, 0, 1, model.tokenizer)
     dev = next(model.parameters()).device
     keys, A, T, O, tags, caps = [], [], [], [], [], []
     for batch in progress(ds, 0, "batches"):
-        a, t, _ = model(
-            {
-                "audio": batch["audio"].to(dev),
-                "audio_len": batch["audio_len"].to(dev),
-                "text": {k: v.to(dev) for k, v in batch["text"].items()},
-            }
-        )
+        text = {k: v.to(dev) for k, v in batch["text"].items()}
+        if whole:
+            clips = [pcm_to_float(w[:n]).numpy() for w, n in zip(batch["audio"], batch["audio_len"].tolist())]
+            a = model.encode_audio(clips, batch_size=batch_size, long_audio=la)
+            t = F.normalize(model.text_features(text), dim=-1)
+        else:
+            a, t, _ = model({"audio": batch["audio"].to(dev), "audio_len": batch["audio_len"].to(dev), "text": text})
         O.append(batch["caption_owner"] + len(keys))
         keys += batch["key"]
         tags += batch["tags"]

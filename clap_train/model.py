@@ -7,7 +7,7 @@ Parameter names follow LAION-CLAP (`audio_branch`, `text_branch`, `audio_project
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -19,6 +19,7 @@ from clap_train.audio.fusion import fusion_mels
 from clap_train.audio.pooling import build_pooling
 from clap_train.config import check_choice, instantiate
 from clap_train.data.crop import PADS, fit_length
+from clap_train.long_audio import LongAudio, batched, mean_embedding, slide
 from clap_train.prompts import DEFAULT_TEMPLATES
 from clap_train.text.tower import TextTower
 
@@ -108,32 +109,53 @@ class CLAP(nn.Module):
     # --- user API ------------------------------------------------------------------------------------
     @torch.no_grad()
     def encode_audio(
-        self, waveforms, sample_rate: int | None = None, lengths: Sequence[int] | None = None, batch_size: int = 32
+        self,
+        waveforms,
+        sample_rate: int | None = None,
+        lengths: Sequence[int] | None = None,
+        batch_size: int = 32,
+        long_audio: LongAudio | str | None = None,
     ) -> torch.Tensor:
         """Waveforms `[B, T]` (float, any rate) or a list of 1-D clips -> L2-normalised `[B, D]`.
 
-        Clips are resampled to the model rate, then cropped from the start or padded (`model.pad`) to the
-        model's clip length, exactly as at evaluation. A fusion model keeps long clips whole (global
-        view + fixed local crops).
+        Clips are resampled to the model rate and padded (`model.pad`) to the model's clip length, exactly
+        as at evaluation. A longer clip is seen as `long_audio` says (long_audio.py): its first window, the
+        average of sliding windows, or (fusion towers, their default) the fusion path over its start.
         """
-        clips = _as_clips(waveforms, lengths)
-        sr = sample_rate or self.sample_rate
-        n = self.clip_samples
-        out, dev = [], next(self.parameters()).device
-        for i in range(0, len(clips), batch_size):
-            chunk, lens = [], []
-            for c in clips[i : i + batch_size]:
-                if sr != self.sample_rate:
-                    import soxr
+        la = long_audio if isinstance(long_audio, LongAudio) else LongAudio(long_audio)
+        la = la.resolve(self.clip_seconds, self.audio_branch.fusion)
+        clips = [self._at_model_rate(c, sample_rate) for c in _as_clips(waveforms, lengths)]
+        if la.mode == "slide":
+            window, hop = la.samples(self.sample_rate)
+            return torch.stack([self.encode_windows(slide([c], window, hop), batch_size) for c in clips])
+        keep = int(round(la.fusion_max_seconds * self.sample_rate)) if la.mode == "fusion" else self.clip_samples
+        clips = [c[:keep] for c in clips]
+        return torch.cat([self._encode_batch(clips[i : i + batch_size]) for i in range(0, len(clips), batch_size)])
 
-                    c = soxr.resample(c, sr, self.sample_rate).astype(np.float32)
-                keep = self.audio_branch.fusion and len(c) > n
-                lens.append(len(c) if keep else min(len(c), n))
-                chunk.append(c if keep else fit_length(c, n, self.pad))
-            width = max(len(c) for c in chunk)
-            x = torch.from_numpy(np.stack([np.pad(c, (0, width - len(c))) for c in chunk])).to(dev)
-            out.append(F.normalize(self.audio_features(x, torch.tensor(lens, device=dev)), dim=-1))
-        return torch.cat(out)
+    @torch.no_grad()
+    def encode_windows(self, windows: Iterable[np.ndarray], batch_size: int = 32) -> torch.Tensor:
+        """One embedding `[D]` for a stream of windows at the model rate: their embeddings averaged and
+        re-normalised (long_audio.py `slide`); the stream is consumed a batch at a time."""
+        return mean_embedding(batched(windows, batch_size), self._encode_batch)
+
+    def _at_model_rate(self, clip: np.ndarray, sample_rate: int | None) -> np.ndarray:
+        if (sample_rate or self.sample_rate) == self.sample_rate:
+            return clip
+        import soxr
+
+        return soxr.resample(clip, sample_rate, self.sample_rate).astype(np.float32)
+
+    def _encode_batch(self, clips: list[np.ndarray]) -> torch.Tensor:
+        """Clips at the model rate, each at most a clip long (fusion towers: longer ones kept whole)."""
+        n, dev = self.clip_samples, next(self.parameters()).device
+        chunk, lens = [], []
+        for c in clips:
+            keep = self.audio_branch.fusion and len(c) > n
+            lens.append(len(c) if keep else min(len(c), n))
+            chunk.append(c if keep else fit_length(c, n, self.pad))
+        width = max(len(c) for c in chunk)
+        x = torch.from_numpy(np.stack([np.pad(c, (0, width - len(c))) for c in chunk])).to(dev)
+        return F.normalize(self.audio_features(x, torch.tensor(lens, device=dev)), dim=-1)
 
     @torch.no_grad()
     def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> torch.Tensor:

@@ -67,3 +67,11 @@ def small_ckpt(tmp_path_factory):
     path = str(tmp_path_factory.mktemp("ckpt") / "small.ckpt")
     save_ours(build_model(CFG), path)
     return path
+
+
+@pytest.fixture(scope="session")
+def small_model(small_ckpt):
+    """The small checkpoint loaded as users load it."""
+    from clap_train import load_model
+
+    return load_model(small_ckpt)

@@ -16,6 +16,7 @@ from clap_train.benchmark.readers import BenchData, read
 from clap_train.eval.metrics import source_metrics
 from clap_train.eval.zeroshot import zeroshot_metrics
 from clap_train.inference import Progress, embed_items, embed_shards, embed_texts, no_progress
+from clap_train.long_audio import LongAudio
 from clap_train.model import CLAP
 from clap_train.prompts import DEFAULT_TEMPLATES
 
@@ -56,7 +57,12 @@ def subset(data: BenchData, max_items: int | None) -> BenchData:
 
 
 def evaluate(
-    model: CLAP, data: BenchData, protocol: dict, batch_size: int = 16, progress: Progress = no_progress
+    model: CLAP,
+    data: BenchData,
+    protocol: dict,
+    batch_size: int = 16,
+    progress: Progress = no_progress,
+    long_audio: LongAudio | None = None,
 ) -> dict:
     """One data set -> {"metrics": {...}, "missing", "skipped"} following its protocol."""
     if protocol["task"] not in ("zeroshot", "retrieval"):
@@ -67,10 +73,10 @@ def evaluate(
     text = owner = protos = None
     folds: list[int] = []
     if data.shards:
-        e = embed_shards(model, data.shards, batch_size=batch_size, progress=progress)
+        e = embed_shards(model, data.shards, batch_size=batch_size, progress=progress, long_audio=long_audio)
         audio, text, owner, tags, skipped = e["audio"], e["text"], e["owner"], e["tags"], e["skips"]
     else:
-        got = embed_items(model, data.items, batch_size, progress)
+        got = embed_items(model, data.items, batch_size, progress, long_audio=long_audio)
         audio, skipped, tags = got.emb, got.skipped, [it.labels for it in got.items]
         kept = {id(it) for it in got.items}
         folds = [f for it, f in zip(data.items, data.folds) if id(it) in kept] if data.folds else []
@@ -109,6 +115,7 @@ def run_suite(
     log=print,
     trust_checkpoint: bool = False,
     tokenizer: str | None = None,
+    long_audio: LongAudio | None = None,
 ) -> dict:
     from clap_train.checkpoints.load import load_model
 
@@ -141,7 +148,7 @@ def run_suite(
         model = load_model(ck, map_location=device, trust_checkpoint=trust_checkpoint, tokenizer=tokenizer).eval()
         results[ck] = {}
         for n, d in found.items():
-            results[ck][n] = evaluate(model, d, protocols[n], batch_size, progress)
+            results[ck][n] = evaluate(model, d, protocols[n], batch_size, progress, long_audio)
     return {
         "datasets": datasets,
         "results": results,

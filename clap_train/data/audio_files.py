@@ -17,11 +17,13 @@ import csv
 import json
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from clap_train.data.decode import AudioSpec, read_clip
+from clap_train.data.frames import blocks, exact_length, open_audio, to_mono_checked
 from clap_train.data.skips import BadSample
 
 # what libsndfile reads (1.1+: mp3 too); other files in a folder are ignored and counted
@@ -196,27 +198,64 @@ class ReadInfo:
     format: str
 
 
-def read_audio_file(path: str, spec: ReadSpec) -> tuple[np.ndarray, ReadInfo]:
+def _checked_path(path: str, spec: ReadSpec) -> None:
+    try:
+        size = os.path.getsize(path)
+    except OSError as e:
+        raise BadSample("unreadable_file", e.strerror or str(e)) from None
+    if size == 0:
+        raise BadSample("empty_file")
+    if size > spec.max_bytes:
+        raise BadSample("too_large", f"{size} bytes")
+
+
+def read_audio_file(path: str, spec: ReadSpec, seconds: float | None = None) -> tuple[np.ndarray, ReadInfo]:
     """Decode any file libsndfile reads, any rate and channel count -> mono float32 `[T]` at
-    `spec.sample_rate` (training mixes to mono too). Raises BadSample for unreadable, empty, silent,
+    `spec.sample_rate` (training mixes to mono too): the whole file, or with `seconds` its first that
+    many seconds only (the rest is not decoded). Raises BadSample for unreadable, empty, silent,
     non-finite, too short or too long files."""
     import soxr
 
-    try:
-        size = os.path.getsize(path)
-        if size == 0:
-            raise BadSample("empty_file")
-        if size > spec.max_bytes:
-            raise BadSample("too_large", f"{size} bytes")
-        with open(path, "rb") as fh:
-            data = fh.read()
-    except OSError as e:
-        raise BadSample("unreadable_file", e.strerror or str(e)) from None
+    _checked_path(path, spec)
     limits = AudioSpec(sample_rate=spec.sample_rate, max_seconds=spec.max_seconds, max_channels=1 << 10)
-    clip = read_clip(data, limits, None, "start", None)
-    x, sr, n = clip.samples, clip.sample_rate, clip.frames
+    clip = read_clip(path, limits, seconds, "start", None, count=seconds is None)
+    x, sr = clip.samples, clip.sample_rate
+    n = clip.frames if clip.frames is not None else x.shape[0]  # a head read: at least this long
     if n / sr < spec.min_seconds:
         raise BadSample("too_short", f"{n / sr:.3f} s")
     if sr != spec.sample_rate:
         x = soxr.resample(x, sr, spec.sample_rate).astype(np.float32, copy=False)
     return x, ReadInfo(sr, clip.channels, n / sr, clip.format)
+
+
+def stream_audio_file(path: str, spec: ReadSpec) -> Iterator[np.ndarray]:
+    """The whole file as mono float32 chunks at `spec.sample_rate`, decoded and resampled a block at a
+    time: memory stays bounded for hour-long files. The checks read_audio_file makes are made as the
+    stream goes (non-finite, too long) or at its end (silent, too short, truncated): a consumer sees
+    BadSample from the iterator."""
+    import soxr
+
+    _checked_path(path, spec)
+    with open_audio(path) as f:
+        sr = f.samplerate
+        limit = int(spec.max_seconds * sr)
+        rs = soxr.ResampleStream(sr, spec.sample_rate, 1, dtype="float32") if sr != spec.sample_rate else None
+        n, heard = 0, False
+        for x in blocks(path, f):
+            n += x.shape[0]
+            if n > limit:
+                raise BadSample("too_long", f"over max_seconds={spec.max_seconds:g}")
+            m = to_mono_checked(x, whole=False)
+            heard = heard or bool(np.any(m))
+            if (y := rs.resample_chunk(m) if rs else m).shape[0]:
+                yield y
+        if rs and (y := rs.resample_chunk(np.zeros(0, np.float32), last=True)).shape[0]:
+            yield y
+        if n == 0:
+            raise BadSample("corrupt_audio", "no frames decoded")
+        if exact_length(f) and n < f.frames:
+            raise BadSample("truncated_audio", f"{n} of {f.frames} frames decoded")
+    if not heard:
+        raise BadSample("silent_audio")
+    if n / sr < spec.min_seconds:
+        raise BadSample("too_short", f"{n / sr:.3f} s")

@@ -13,7 +13,7 @@ import soxr
 
 from clap_train.config import check_choice, check_number
 from clap_train.data.crop import CROPS, PADS, choose_window, fit_length
-from clap_train.data.frames import decoded_length, exact_length, open_audio, read_frames, to_mono_checked
+from clap_train.data.frames import Source, decoded_length, exact_length, open_audio, read_frames, to_mono_checked
 from clap_train.data.skips import BadSample
 from clap_train.data.tar_reader import AUDIO_EXTS
 
@@ -63,33 +63,42 @@ def find_audio(sample: dict) -> tuple[str, bytes]:
 class Clip:
     samples: np.ndarray  # mono float32 at the file's rate
     sample_rate: int
-    frames: int  # the file's true length (decoded, where the format only estimates it)
+    frames: int | None  # the file's true length (decoded where the format only estimates it); None: not counted
     channels: int
     format: str  # libsndfile's container name (WAV, FLAC, MP3, OGG ...)
 
 
 def read_clip(
-    data: bytes, spec: AudioSpec, seconds: float | None, crop: str, rng: np.random.Generator | None, ext=None
+    src: Source,
+    spec: AudioSpec,
+    seconds: float | None,
+    crop: str,
+    rng: np.random.Generator | None,
+    ext: str | None = None,
+    count: bool = True,
 ) -> Clip:
-    """Decode a `seconds`-long crop window (the whole file with None), seeking rather than decoding what
-    lies before it, after the checks that need no decoding (format, channels, length).
-    """
-    with open_audio(data, ext) as f:
+    """Decode a `seconds`-long crop window (the whole file with None) of encoded bytes or a file, seeking
+    rather than decoding what lies before it, after the checks that need no decoding (format, channels,
+    length). Without `count` a start crop of an estimated-length file decodes that window only (its
+    length stays unknown: `frames` None)."""
+    with open_audio(src, ext) as f:
         sr, ch, fmt, exact = f.samplerate, f.channels, f.format, exact_length(f)
         if ch > spec.max_channels:
             raise BadSample("too_many_channels", f"{ch} channels")
         limit = int(spec.max_seconds * sr)
         window = None if seconds is None else int(np.ceil(seconds * sr))
-        n, head = (f.frames, None) if exact else decoded_length(data, f, limit, keep=window or limit + 1)
+        if not exact and not count and window is not None and crop == "start":
+            return Clip(to_mono_checked(read_frames(src, f, 0, window), False, src, f), sr, None, ch, fmt)
+        n, head = (f.frames, None) if exact else decoded_length(src, f, limit, keep=window or limit + 1)
         if n > limit:
-            raise BadSample("too_long", f"{n / sr:.1f} s > data.audio.max_seconds={spec.max_seconds:g}")
+            raise BadSample("too_long", f"{n / sr:.1f} s > max_seconds={spec.max_seconds:g}")
         window = n if window is None else min(window, n)
         start = choose_window(n, window, crop, rng)
         if head is not None and start + window <= head.shape[0]:
             x = head[start : start + window]
         else:
-            x = read_frames(data, f, start, window)
-    return Clip(to_mono_checked(x, whole=window == n), sr, n, ch, fmt)
+            x = read_frames(src, f, start, window)
+        return Clip(to_mono_checked(x, window == n, src, f), sr, n, ch, fmt)
 
 
 def decode_audio(data: bytes, spec: AudioSpec, crop: str, rng: np.random.Generator | None, ext: str | None = None):

@@ -10,6 +10,7 @@ from clap_train.data.shards import expand_shards
 from clap_train.eval.metrics import source_metrics
 from clap_train.eval.retrieval import paired_similarity
 from clap_train.inference import Progress, embed_shards, no_progress
+from clap_train.long_audio import LongAudio
 from clap_train.model import CLAP
 from clap_train.plots import similarity_heatmap, zeroshot_confusion_png
 from clap_train.prompts import DEFAULT_TEMPLATES
@@ -25,12 +26,13 @@ def run_evaluate(
     out_dir: str | None = None,
     batch_size: int = 32,
     progress: Progress = no_progress,
+    long_audio: LongAudio | None = None,
 ) -> dict:
     urls = expand_shards(shards)
     if not urls:
         raise ValueError(f"no shards found at {shards!r}")
     templates = templates or list(DEFAULT_TEMPLATES)
-    e = embed_shards(model, urls, caption_key, tag_templates, batch_size, progress)
+    e = embed_shards(model, urls, caption_key, tag_templates, batch_size, progress, long_audio)
     protos = model.class_embeddings(classes, templates).float().cpu() if classes else None
     metrics, labels = source_metrics(e["audio"], e["text"], e["owner"], e["tags"], classes, protos)
     result = {"shards": len(urls), "metrics": metrics, "skipped": e["skips"], "classes": classes or []}

@@ -10,6 +10,7 @@ import torch
 
 from clap_train.data.audio_files import list_many
 from clap_train.inference import AudioEmbeddings, Progress, embed_items, embed_texts, no_progress, top_k
+from clap_train.long_audio import LongAudio
 from clap_train.model import CLAP
 
 
@@ -37,7 +38,11 @@ def load_embeddings(path: str) -> tuple[torch.Tensor, list[str]]:
 
 
 def audio_embeddings(
-    model: CLAP, sources: list[str], batch_size: int = 16, progress: Progress = no_progress
+    model: CLAP,
+    sources: list[str],
+    batch_size: int = 16,
+    progress: Progress = no_progress,
+    long_audio: LongAudio | None = None,
 ) -> tuple[torch.Tensor, list[str], list[dict]]:
     """Audio files / folders / listings, or one .npy written by `embed` -> (emb, row names, skipped)."""
     if len(sources) == 1 and sources[0].endswith(".npy"):
@@ -45,7 +50,7 @@ def audio_embeddings(
         if emb.shape[1] != model.embed_dim:
             raise ValueError(f"{sources[0]} holds {emb.shape[1]}-d embeddings; this model makes {model.embed_dim}-d")
         return emb.float(), rows, []
-    got: AudioEmbeddings = embed_items(model, list_many(sources).items, batch_size, progress)
+    got: AudioEmbeddings = embed_items(model, list_many(sources).items, batch_size, progress, long_audio=long_audio)
     return got.emb, [it.rel for it in got.items], got.skipped
 
 
@@ -74,12 +79,13 @@ def search(
     k: int = 10,
     batch_size: int = 16,
     progress: Progress = no_progress,
+    long_audio: LongAudio | None = None,
 ) -> dict:
     """text->audio: each query in `texts` with its k best audio items; audio->text: each audio item with its k
     best captions from `texts`. Audio that cannot be read is listed under "skipped"."""
     if direction not in DIRECTIONS:
         raise ValueError(f"direction={direction!r}; valid choices: {', '.join(DIRECTIONS)}")
-    emb, rows, skipped = audio_embeddings(model, audio_sources, batch_size, progress)
+    emb, rows, skipped = audio_embeddings(model, audio_sources, batch_size, progress, long_audio)
     if not rows:
         raise ValueError("no audio could be embedded" + (f" (skipped {len(skipped)})" if skipped else ""))
     t = embed_texts(model, texts)

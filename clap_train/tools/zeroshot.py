@@ -12,6 +12,7 @@ import torch
 from clap_train.data.audio_files import AudioItem, Listing
 from clap_train.eval.zeroshot import labels_from_tags, zeroshot_metrics
 from clap_train.inference import Progress, embed_items, no_progress
+from clap_train.long_audio import LongAudio
 from clap_train.model import CLAP
 from clap_train.plots import zeroshot_confusion_png
 from clap_train.prompts import class_key, class_phrase
@@ -51,10 +52,11 @@ def run_zeroshot(
     out_dir: str | None,
     batch_size: int = 16,
     progress: Progress = no_progress,
+    long_audio: LongAudio | None = None,
 ) -> dict:
     if not classes:
         raise ValueError("no classes: pass --classes a,b,c, --classes-from-dirs, or labels in the CSV/JSONL")
-    got = embed_items(model, listing.items, batch_size, progress)
+    got = embed_items(model, listing.items, batch_size, progress, long_audio=long_audio)
     labels, unknown = label_indices(got.items, classes)
     protos = model.class_embeddings([class_phrase(c) for c in classes], templates).float().cpu()
     sim = got.emb @ protos.T

@@ -119,6 +119,9 @@ RECIPES: dict[str, Check] = {
     "clap-train zeroshot --checkpoint CKPT --audio my_sounds/ --classes-from-dirs": run("top-1"),
     "clap-train evaluate --checkpoint CKPT --shards shards/test --out eval/": run("R@1"),
     "clap-train embed --checkpoint CKPT --audio my_sounds/ --out emb/audio.npy": run(),
+    "clap-train embed --checkpoint CKPT --audio my_sounds/ --out emb/slide.npy --long-audio slide --hop-seconds 5": run(
+        ("emb/slide.rows.txt", "drum/")
+    ),
     'clap-train retrieve --checkpoint CKPT --audio emb/audio.npy --query "a dog barking" -k 10': run("a dog barking"),
     "clap-train export CKPT mine.ckpt --format ours": run(),
     "python train.py data=shards data.train_shards='/data/clotho/train/{000000..000063}.tar' "
@@ -138,6 +141,9 @@ RECIPES: dict[str, Check] = {
     "--workers 32": run(),
     "python train.py data=laion data.laion.root=/data/LAION-Audio-630K "
     "+data.sources.audiocaps.shards=/fast/audiocaps_pcm16/train": run(),
+    "python scripts/long_audio_memory.py": covered(
+        "tests/scripts/test_long_audio_memory.py::test_an_hour_long_file_embeds_in_bounded_memory"
+    ),
     "python scripts/feed.py --audio-dir DIR": covered(
         "tests/scripts/test_feed.py::test_feed_quick_measures_every_codec"
     ),

@@ -1,11 +1,13 @@
 """Reading frames out of encoded audio, trusting a file's frame count only where the format makes it exact.
 
-WAV, FLAC, AIFF and the other PCM containers state their length exactly, so a read that stops short is
-damage (`truncated_audio`). MP3 and Ogg do not: libmpg123 estimates an MP3's length from its Xing/LAME
-header or, without one, from the file size and the first frame's bitrate (ID3 padding and VBR make that
-wrong either way), and libsndfile stops reading at that estimate. For those formats the decoded length is
-the truth: a short read is the real end, a crop window is chosen from the decoded length, and an MP3 whose
-without an exact header is read through a pipe, where libsndfile has no estimate to stop at.
+WAV, FLAC, AIFF and the other PCM containers state their length exactly: libsndfile reads them, seeking
+to a crop window, and a read that stops short is damage (`truncated_audio`). MP3 and Ogg do not: an
+MP3's length is an estimate (from its Xing/LAME header or, without one, from the file size and the first
+frame's bitrate; ID3 padding and VBR make it wrong either way) at which libsndfile stops reading, and
+libsndfile reads only the first link of a chained Ogg and drops audio from some single-link Vorbis files
+(Debian's lmms samples: 40737 of 57825 frames). Those formats are decoded with ffmpeg's decoders (PyAV)
+from the start to the stream's real end: the decoded length is the truth, a crop window is chosen from
+it, and a file libsndfile cannot open at all (a 40 ms Opus) is still read.
 
 Every failure raises `BadSample(reason)`; one rule serves training, check-data, make-shards and inference.
 """
@@ -13,8 +15,6 @@ Every failure raises `BadSample(reason)`; one rule serves training, check-data, 
 from __future__ import annotations
 
 import io
-import os
-import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -23,7 +23,6 @@ import soundfile as sf
 from clap_train.data.skips import BadSample
 
 BLOCK = 1 << 16  # frames per read while decoding to the end: memory stays bounded for any length
-FEED = 1 << 20  # bytes per write into a pipe from a file on disk
 
 Source = bytes | str  # encoded bytes (a shard member) or a path (users' files, never read whole)
 
@@ -48,23 +47,56 @@ def _reason(e: Exception) -> str:
     return (getattr(e, "error_string", None) or str(e))[:120]
 
 
-def open_audio(src: Source, ext: str | None = None) -> sf.SoundFile:
-    """Open encoded audio (no decoding yet); a format the extension does not name is `mislabeled_audio`."""
+def open_audio(src: Source, ext: str | None = None):
+    """Open encoded audio (no decoding yet): a SoundFile, or for an Ogg/MP3 only PyAV opens, an object with
+    the same fields. A format the extension does not name is `mislabeled_audio`."""
     try:
         f = sf.SoundFile(io.BytesIO(src) if isinstance(src, bytes) else src)
     except Exception as e:  # libsndfile raises several types for unknown or damaged formats
-        raise BadSample("corrupt_audio", _reason(e)) from None
+        f = _AvFile.open(src)  # an Ogg or MP3 libsndfile refuses (a 40 ms Opus) may still decode
+        if f is None:
+            raise BadSample("corrupt_audio", _reason(e)) from None
     if ext in FORMATS and f.format not in FORMATS[ext]:
         f.close()
         raise BadSample("mislabeled_audio", f".{ext} member holds {f.format}")
-    if f.samplerate <= 0 or f.frames <= 0:
+    if f.samplerate <= 0 or (f.frames <= 0 and exact_length(f)):  # an estimate of 0 is no verdict
         f.close()
         raise BadSample("empty_audio", f"{f.channels} channels, {f.frames} frames at {f.samplerate} Hz")
     return f
 
 
-def exact_length(f: sf.SoundFile) -> bool:
+def exact_length(f) -> bool:
     return f.format in EXACT_FORMATS
+
+
+class _AvFile:
+    """What open_audio returns for an Ogg or MP3 only PyAV opens: the same fields as a SoundFile."""
+
+    def __init__(self, fmt: str, samplerate: int, channels: int):
+        self.format, self.samplerate, self.channels, self.frames = fmt, samplerate, channels, 1
+
+    @classmethod
+    def open(cls, src: Source):
+        import av
+
+        try:
+            with av.open(io.BytesIO(src) if isinstance(src, bytes) else src) as c:
+                s = c.streams.audio[0]
+                name = c.format.name
+                if name not in ("ogg", "mp3"):
+                    return None
+                return cls("OGG" if name == "ogg" else "MP3", s.rate, s.channels)
+        except Exception:  # not audio PyAV reads either: the caller reports libsndfile's reason
+            return None
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
 
 
 def _read(f: sf.SoundFile, frames: int) -> np.ndarray:
@@ -74,87 +106,83 @@ def _read(f: sf.SoundFile, frames: int) -> np.ndarray:
         raise BadSample("corrupt_audio", _reason(e)) from None
 
 
-def _blocks_from(f: sf.SoundFile, start: int | None = None) -> Iterator[np.ndarray]:
+def _sf_blocks(f: sf.SoundFile) -> Iterator[np.ndarray]:
     try:
-        if start is not None and f.seekable():
-            f.seek(start)
+        f.seek(0)
     except Exception as e:
         raise BadSample("corrupt_audio", _reason(e)) from None
     while (x := _read(f, BLOCK)).shape[0]:
         yield x
 
 
-def _id3_size(head: bytes) -> int:
-    """Bytes of a leading ID3v2 tag (0 without one). The pipe starts after it: libmpg123 reading a pipe
-    gives up resyncing after 1 KiB, and a tag's padding is often longer."""
-    if len(head) < 10 or head[:3] != b"ID3" or any(b & 0x80 for b in head[6:10]):
-        return 0
-    size = (head[6] << 21) | (head[7] << 14) | (head[8] << 7) | head[9]
-    return 10 + size + (10 if head[5] & 0x10 else 0)  # flag 0x10: a footer follows
-
-
-class _Pipe:
-    """The source fed to libsndfile through an OS pipe: libsndfile cannot seek a pipe, so it has no length
-    to stop at and decodes to the stream's real end. `seekable` is libsndfile's word that the header's
-    count is exact after all (an MP3 with a Xing/LAME header)."""
-
-    def __init__(self, src: Source):
-        r, w = os.pipe()
-        self._writer = threading.Thread(target=self._feed, args=(w, src), daemon=True)
-        self._writer.start()
-        try:
-            self.file = sf.SoundFile(r, closefd=True)
-        except Exception as e:
-            os.close(r)
-            self._writer.join()
-            raise BadSample("corrupt_audio", _reason(e)) from None
-
-    @staticmethod
-    def _feed(w: int, src: Source) -> None:
-        try:
-            with os.fdopen(w, "wb") as fh:
-                if isinstance(src, bytes):
-                    fh.write(memoryview(src)[_id3_size(src[:10]) :])
-                    return
-                with open(src, "rb") as inp:
-                    inp.seek(_id3_size(inp.read(10)))
-                    while chunk := inp.read(FEED):
-                        fh.write(chunk)
-        except OSError:  # the reader stopped early (a broken pipe): nothing more is wanted
-            pass
-
-    def close(self) -> None:
-        self.file.close()
-        self._writer.join()
-
-
-def blocks(src: Source, f: sf.SoundFile) -> Iterator[np.ndarray]:
-    """Every frame from the start to the stream's real end, in blocks of [<=BLOCK, channels] float32: an
-    MP3 through a pipe unless its header's count is exact (libsndfile stops at an estimate)."""
-    if f.format != "MP3":
-        yield from _blocks_from(f, start=0)
-        return
+def ogg_links(src: Source) -> list[tuple[int, int]]:
+    """Byte ranges of the logical streams of a chained Ogg (one range for the usual single stream): a
+    new link starts at each beginning-of-stream page. Page headers only are read, never the audio."""
+    fh = io.BytesIO(src) if isinstance(src, bytes) else open(src, "rb")  # noqa: SIM115 (closed below)
     try:
-        pipe = _Pipe(src)
-    except BadSample:  # what libmpg123 cannot start on from a pipe, it may from the file
-        yield from _blocks_from(f, start=0)
-        return
-    try:
-        if pipe.file.seekable():  # the header's count is exact: the file itself reads to the end
-            yield from _blocks_from(f, start=0)
-            return
-        it = _blocks_from(pipe.file)
-        try:
-            first = next(it, None)
-        except BadSample:
-            first = None
-        if first is None:  # nothing decoded through the pipe: the file's own reading decides
-            yield from _blocks_from(f, start=0)
-            return
-        yield first
-        yield from it
+        starts, pos = [], 0
+        while len(head := (fh.seek(pos), fh.read(27))[1]) == 27 and head[:4] == b"OggS":
+            table = fh.read(head[26])
+            if head[5] & 0x02:  # beginning of a logical stream
+                starts.append(pos)
+            pos += 27 + len(table) + sum(table)
+        end = fh.seek(0, io.SEEK_END)
     finally:
-        pipe.close()
+        fh.close()
+    starts = starts or [0]
+    return list(zip(starts, starts[1:] + [end]))
+
+
+def _av_blocks(src: Source, rate: int, channels: int, ogg: bool = False) -> Iterator[np.ndarray]:
+    """ffmpeg's decoder from the start to the end (of every link of a chained Ogg, which libavformat does
+    not follow itself), as packed float32 at `rate` and `channels` (what libsndfile reported, so one
+    file has one shape whichever library reads it)."""
+    links = ogg_links(src) if ogg else [(0, None)]
+    for a, b in links:
+        if len(links) == 1:
+            part = src
+        elif isinstance(src, bytes):
+            part = src[a:b]
+        else:
+            with open(src, "rb") as fh:
+                fh.seek(a)
+                part = fh.read(b - a)
+        yield from _av_link(part, rate, channels)
+
+
+def _av_link(src: Source, rate: int, channels: int) -> Iterator[np.ndarray]:
+    import av
+
+    layout = {1: "mono", 2: "stereo"}.get(channels) or av.AudioLayout(channels).name
+    try:
+        with av.open(io.BytesIO(src) if isinstance(src, bytes) else src) as c:
+            stream = c.streams.audio[0]
+            rs = None  # made only when a frame is not planar float at the rate and channels wanted
+            for frame in c.decode(stream):
+                if (
+                    rs is None
+                    and frame.format.name == "fltp"
+                    and frame.rate == rate
+                    and len(frame.layout.channels) == channels
+                ):
+                    yield frame.to_ndarray().T
+                    continue
+                rs = rs or av.AudioResampler(format="flt", layout=layout, rate=rate)
+                for out in rs.resample(frame):
+                    yield out.to_ndarray().reshape(-1, channels)
+            for out in rs.resample(None) if rs else ():
+                yield out.to_ndarray().reshape(-1, channels)
+    except BadSample:
+        raise
+    except Exception as e:  # PyAV's errors (damaged packets it cannot conceal, no audio stream ...)
+        raise BadSample("corrupt_audio", str(e)[:120]) from None
+
+
+def blocks(src: Source, f) -> Iterator[np.ndarray]:
+    """Every frame from the start to the stream's real end, in blocks of [n, channels] float32."""
+    if exact_length(f):
+        return _sf_blocks(f)
+    return _av_blocks(src, f.samplerate, f.channels, ogg=f.format == "OGG")
 
 
 def _until(it: Iterator[np.ndarray], limit: int) -> Iterator[np.ndarray]:
@@ -167,7 +195,7 @@ def _until(it: Iterator[np.ndarray], limit: int) -> Iterator[np.ndarray]:
             return
 
 
-def decoded_length(src: Source, f: sf.SoundFile, limit: int, keep: int = 0) -> tuple[int, np.ndarray]:
+def decoded_length(src: Source, f, limit: int, keep: int = 0) -> tuple[int, np.ndarray]:
     """The frames an estimated-length file really decodes to (at most `limit` + 1: longer is too long),
     and its first `keep` frames, decoded on the way (a clip from the start needs no second decode)."""
     n, head = 0, []
@@ -178,22 +206,22 @@ def decoded_length(src: Source, f: sf.SoundFile, limit: int, keep: int = 0) -> t
     return n, np.concatenate(head) if head else np.zeros((0, f.channels), np.float32)
 
 
-def read_frames(src: Source, f: sf.SoundFile, start: int, frames: int) -> np.ndarray:
+def read_frames(src: Source, f, start: int, frames: int) -> np.ndarray:
     """`frames` frames from `start` ([frames, channels] float32), fewer only at the real end of an
-    estimated-length file; a short read of an exact-length file is `truncated_audio`."""
-    if exact_length(f) or start + frames <= f.frames:  # libsndfile seeks there
+    estimated-length file (decoded from its start: the window and the length come from one decoder);
+    a short read of an exact-length file is `truncated_audio`."""
+    if exact_length(f):
         try:
             f.seek(start)
         except Exception as e:
             raise BadSample("corrupt_audio", _reason(e)) from None
         x = _read(f, frames)
-    else:  # beyond an MP3's estimate: decode up to the window (there is no seeking past the estimate)
-        out, pos, got = [], 0, 0
+    else:
+        out, pos = [], 0
         for x in _until(blocks(src, f), start + frames - 1):
             lo, hi = max(start - pos, 0), min(start + frames - pos, x.shape[0])
             if hi > lo:
                 out.append(x[lo:hi])
-                got += hi - lo
             pos += x.shape[0]
         x = np.concatenate(out) if out else np.zeros((0, f.channels), np.float32)
     if x.shape[0] == 0:
@@ -203,7 +231,7 @@ def read_frames(src: Source, f: sf.SoundFile, start: int, frames: int) -> np.nda
     return x
 
 
-def to_mono_checked(x: np.ndarray, whole: bool, src: Source | None = None, f: sf.SoundFile | None = None) -> np.ndarray:
+def to_mono_checked(x: np.ndarray, whole: bool, src: Source | None = None, f=None) -> np.ndarray:
     """Mix to mono float32, rejecting damage only the samples show: NaN/inf, and digital silence of the
     whole file. A silent window of a longer file is its content unless nothing in the file (`src`, `f`:
     decoded on until a sound is heard) makes a sound."""

@@ -15,6 +15,7 @@ $CLAP_AUDIO_CACHE or ~/.cache/clap_train/debian-audio). OUT gets, one folder per
   package, version, source path, how it was made, licence file).
 
 Needs apt-get, dpkg-deb, ffmpeg and lame (scripts/install_audio_tools_debian.sh installs the last two).
+The files keep their packages' licences (LICENCES/); the corpus is for testing and is not redistributed.
 """
 
 from __future__ import annotations
@@ -38,13 +39,13 @@ PACKAGES = {
     "tuxtype-data": None,  # wav and ogg music
     "kanagram": None,
     "frozen-bubble-data": None,  # ogg music, minutes long
-    "lmms-common": 120,  # flac, ogg (some are WAV inside), wav; 22-96 kHz
-    "sonic-pi-samples": 80,  # flac samples
+    "lmms-common": 60,  # flac, ogg (some are WAV inside), wav; 22-96 kHz
+    "sonic-pi-samples": 40,  # flac samples
     "puredata-doc": None,  # aiff
     "supercollider-common": None,  # aiff
     "renpy": None,
     "libmp3-tag-perl": None,  # two MP3s as found in the wild
-    "klettres-data": 60,  # spoken letters, ogg, up to 128 kHz
+    "klettres-data": 30,  # spoken letters, ogg, up to 128 kHz
 }
 AUDIO_EXTS = ("wav", "ogg", "oga", "flac", "aiff", "aif", "mp3", "opus", "au")
 
@@ -144,8 +145,25 @@ def _decodable(path: str) -> bool:
     return p.returncode == 0 and not p.stderr.strip()
 
 
-def build(out: str, cache: str | None = None, log=print) -> dict:
-    """Write the corpus into `out` (emptied first); returns the manifest."""
+def recipe() -> str:
+    """What the corpus is a function of: this file (packages, limits, variants) and the tools' versions."""
+    with open(__file__, "rb") as f:
+        h = hashlib.sha256(f.read())
+    for tool in (["ffmpeg", "-version"], ["lame", "--version"]):
+        h.update(subprocess.run(tool, capture_output=True).stdout.splitlines()[0])
+    return h.hexdigest()[:16]
+
+
+def build(out: str, cache: str | None = None, log=print, reuse: bool = False) -> dict:
+    """Write the corpus into `out` (emptied first); returns the manifest. With `reuse`, a corpus already
+    in `out` from the same recipe is kept as it is."""
+    key = recipe()
+    done = os.path.join(out, "manifest.json")
+    if reuse and os.path.exists(done):
+        with open(done) as f:
+            manifest = json.load(f)
+        if manifest.get("recipe") == key:
+            return manifest
     pkgs = fetch(cache or default_cache(), log)
     shutil.rmtree(out, ignore_errors=True)
     os.makedirs(os.path.join(out, "LICENCES"))
@@ -169,7 +187,7 @@ def build(out: str, cache: str | None = None, log=print) -> dict:
             rel = f"{name}/{stem}.{variant}.{ext}"
             _encode(src, os.path.join(out, rel), cmd)
             files.append(_entry(rel, name, info, src, variant, licence))
-    manifest = {"packages": {n: i["version"] for n, i in pkgs.items()}, "files": files}
+    manifest = {"recipe": key, "packages": {n: i["version"] for n, i in pkgs.items()}, "files": files}
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
     log(f"{out}: {len(files)} files from {len(pkgs)} packages")
@@ -207,6 +225,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("out", help="the corpus folder (emptied first)")
     ap.add_argument("--cache", help=f"where the packages are kept (default {default_cache()})")
+    ap.add_argument("--reuse", action="store_true", help="keep a corpus already in OUT from the same recipe")
     args = ap.parse_args(argv)
     for tool in ("apt-get", "dpkg-deb", "ffmpeg", "lame"):
         if shutil.which(tool) is None:
@@ -215,7 +234,7 @@ def main(argv=None) -> int:
                 file=sys.stderr,
             )
             return 2
-    build(args.out, args.cache)
+    build(args.out, args.cache, reuse=args.reuse)
     return 0
 
 

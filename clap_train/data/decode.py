@@ -30,7 +30,7 @@ class AudioSpec:
     eval_crop: str = "start"  # deterministic crop at evaluation
     pad: str = "repeatpad"  # repeatpad | repeat | pad
     max_seconds: float = 3600.0  # longer files are skipped before decoding (bounded memory)
-    max_channels: int = 2
+    max_channels: int = 8  # up to 7.1 is mixed down to mono; more is a damaged header or not audio
     fusion: bool = False  # keep clips longer than clip_seconds whole (fusion models) ...
     fusion_max_seconds: float = 60.0  # ... up to this many seconds (a crop window beyond that)
     transport: str = "int16"  # int16 | float32: how clips travel from workers to the device

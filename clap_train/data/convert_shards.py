@@ -12,7 +12,6 @@ as before) and every outcome is counted in the report.
 
 from __future__ import annotations
 
-import io
 import json
 import multiprocessing as mp
 import os
@@ -25,8 +24,9 @@ import soundfile as sf
 import soxr
 
 from clap_train.atomic import atomic_path
+from clap_train.data.frames import blocks, exact_length, open_audio
 from clap_train.data.shards import expand_shards, read_sizes
-from clap_train.data.skips import SkipCounter
+from clap_train.data.skips import BadSample, SkipCounter
 from clap_train.data.tar_reader import AUDIO_EXTS, DEFAULT_EXTS, iter_tar_samples
 from clap_train.data.writer import CODECS, OPUS_RATES, add_member, check_codec, encode_audio
 
@@ -35,11 +35,16 @@ def transcode(data: bytes, codec: str) -> tuple[str, bytes, str]:
     """One audio member -> (new extension, bytes, outcome). Outcomes: converted, resampled (Opus stores only
     some rates), kept_undecodable (copied as it was)."""
     try:
-        with sf.SoundFile(io.BytesIO(data)) as f:
+        with open_audio(data) as f:
             sr = f.samplerate
-            exact = f.subtype == "PCM_16" and CODECS[codec][2] == "PCM_16"  # lossless int16 both sides
-            x = f.read(dtype="int16" if exact else "float32", always_2d=True)
-    except Exception:  # libsndfile raises several types for damaged data
+            if not exact_length(f):  # MP3 / Ogg: decoded to the real end, never to libsndfile's estimate
+                x = np.concatenate(list(blocks(data, f)))
+            else:
+                lossless = f.subtype == "PCM_16" and CODECS[codec][2] == "PCM_16"  # int16 both sides
+                x = f.read(dtype="int16" if lossless else "float32", always_2d=True)
+                if x.shape[0] < f.frames:
+                    return "", data, "kept_undecodable"  # truncated: copied, training counts it
+    except (BadSample, ValueError, RuntimeError, sf.LibsndfileError):  # damaged data (concatenating no blocks)
         return "", data, "kept_undecodable"
     if x.shape[0] == 0:
         return "", data, "kept_undecodable"

@@ -107,3 +107,24 @@ def test_codec_mistakes_fail_before_any_work(tmp_path, capsys):
     assert "codec opus cannot store 44100 Hz" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["convert-shards", str(tmp_path), str(tmp_path / "o"), "--codec", "aac"])
+
+
+@pytest.mark.parametrize("kind", ["over", "under"])
+def test_mp3_members_convert_whole_whatever_their_header_says(tmp_path, kind):
+    """An MP3 member whose header misstates its length becomes a WAV of its real length (libsndfile
+    alone would have stopped at the estimate: 1.3 s of 5 s for "under")."""
+    from tests.data.mp3 import misestimated_mp3
+
+    data, n = misestimated_mp3(kind, seconds=5.0, sr=44100)
+    src, dst = tmp_path / "src", tmp_path / "dst"
+    src.mkdir()
+    with tarfile.open(src / "000000.tar", "w") as tar:
+        for name, payload in (("a.mp3", data), ("a.json", encode_json({"text": "noise"}))):
+            ti = tarfile.TarInfo(name)
+            ti.size = len(payload)
+            tar.addfile(ti, io.BytesIO(payload))
+    rep = convert_shards([str(src)], str(dst), "pcm16", workers=1)
+    assert rep["converted"] == 1
+    with tarfile.open(dst / "000000.tar") as tar:
+        wav, sr = sf.read(io.BytesIO(tar.extractfile("a.wav").read()))
+    assert sr == 44100 and n <= wav.shape[0] <= n + 3 * 1152

@@ -57,7 +57,7 @@ def test_crop_modes():
     [
         (b"not audio at all", "corrupt_audio"),
         (enc(np.zeros(1000), 16000), "silent_audio"),
-        (enc(np.full((100, 3), 0.1), 16000), "too_many_channels"),
+        (enc(np.full((100, 9), 0.1), 16000, "WAV"), "too_many_channels"),  # 7.1 is 8
     ],
 )
 def test_bad_audio_reasons(data, reason):

@@ -110,3 +110,20 @@ def test_make_shards_output_works_as_a_benchmark_set(root, ckpt, tmp_path):
     m = res["results"][ckpt]["esc50"]["metrics"]
     assert m["n_clips"] == 40 and m["zeroshot_n"] == 40 and "zeroshot_top1" in m
     assert "| random.ckpt |" in format_markdown(res)
+
+
+def test_benchmark_with_sliding_windows(root, ckpt, tmp_path):
+    """`--long-audio slide` reaches the suite: its metrics are those of the same model's sliding-window
+    embeddings, not of the first windows."""
+    from clap_train import load_model
+    from clap_train.long_audio import LongAudio
+
+    out = tmp_path / "b.json"
+    args = ["benchmark", "--checkpoint", ckpt, "--data-root", root, "--suite", "esc50", "--json", str(out)]
+    assert main([*args, "--long-audio", "slide", "--hop-seconds", "0.1"]) == 0
+    got = json.load(open(out))["results"][ckpt]["esc50"]["metrics"]
+    model, protocol, esc = load_model(ckpt), load_protocols()["esc50"], read("esc50", root)
+    want = evaluate(model, esc, protocol, long_audio=LongAudio("slide", hop_seconds=0.1))["metrics"]
+    assert got == pytest.approx(want)
+    slid = embed_items(model, esc.items, long_audio=LongAudio("slide", hop_seconds=0.1)).emb
+    assert (slid - embed_items(model, esc.items).emb).abs().max() > 1e-3  # the clips are longer than 0.5 s
